@@ -1,0 +1,107 @@
+"""The errors bulk-attach raises on purpose, modelled once.
+
+::
+
+    BulkAttachError                  everything below; carries the process exit code
+    ├── UsageError         exit 2    bad options or arguments
+    │   └── InputError     exit 2    a bad input file: path, line and column in the message
+    ├── ConfigError        exit 3    credentials, profiles, endpoints: the run cannot start
+    └── EcsError           exit 1    one call that did not succeed; .code and .error_class
+        ├── ApiError                 the service answered with an error body
+        └── TransportError           no usable answer: not sent, timeout, connection lost
+
+Foreign exceptions (aiohttp, asyncio timeouts, JSON decoding) are translated into
+``TransportError`` or ``ApiError`` in exactly one place, ``api/client.py``. Messages never
+contain a secret: credentials objects hide theirs, and nothing here formats request
+parameters.
+"""
+
+from __future__ import annotations
+
+from bulk_attach.core.catalog import ErrorClass, classify
+
+__all__ = [
+    "ApiError",
+    "BulkAttachError",
+    "ConfigError",
+    "EcsError",
+    "ExitCode",
+    "InputError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class ExitCode:
+    """Process exit codes a scheduler can act on (documented in the README)."""
+
+    OK = 0
+    SOME_ROWS_FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    FAILURE_THRESHOLD = 4
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class BulkAttachError(Exception):
+    exit_code: int = ExitCode.SOME_ROWS_FAILED
+
+
+class UsageError(BulkAttachError):
+    exit_code = ExitCode.USAGE
+
+
+class InputError(UsageError):
+    """A problem in an input file, located as ``path:line:column: message``."""
+
+    def __init__(self, path: str, message: str, line: int | None = None, column: int | None = None):
+        self.path = path
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(BulkAttachError):
+    exit_code = ExitCode.CONFIG
+
+
+class EcsError(BulkAttachError):
+    """A call to the ECS or VPC API that did not succeed."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int = 0,
+        request_id: str = "",
+        host_id: str = "",
+        retry_after: float | None = None,
+        error_class: ErrorClass | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+        self.host_id = host_id
+        # Seconds the service asked us to wait (from ``x-acs-retry-after``), if any.
+        self.retry_after = retry_after
+        self.error_class = error_class or classify(code, http_status)
+        status = f" (HTTP {http_status})" if http_status else ""
+        rid = f" [RequestId {request_id}]" if request_id else ""
+        super().__init__(f"{code}{status}: {message}{rid}")
+
+
+class ApiError(EcsError):
+    """The service answered with an error body (Code, Message, RequestId, HostId)."""
+
+
+class TransportError(EcsError):
+    """No usable answer: the request was not sent, timed out, or lost its connection."""

@@ -1,0 +1,80 @@
+"""Frozen settings, built once by the CLI (or a test) and passed down.
+
+Only ``cli.py`` reads options and the environment; everything below it receives one of
+these objects. Defaults live here as ``DEFAULT_*`` constants so the CLI help, the README
+and the code agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+# --- the API client -------------------------------------------------------------------
+DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds, as the official SDKs
+DEFAULT_READ_TIMEOUT = 14.0  # seconds, the SDKs' value for Attach/Detach
+DEFAULT_MAX_CONNECTIONS = 100
+
+ECS_API_VERSION = "2014-05-26"
+VPC_API_VERSION = "2016-04-28"
+
+# --- the bulk run ---------------------------------------------------------------------
+DEFAULT_CONCURRENCY = 16
+# No published per-API limit exists; the service allows tens to a few hundred per second.
+DEFAULT_RATE = 20.0
+DEFAULT_VPC_QUOTA = 1000
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MIN_SETTLED = 100
+DEFAULT_DRAIN_TIMEOUT = 30.0  # seconds to let in-flight requests settle after Ctrl-C
+
+
+class SignatureVersion(StrEnum):
+    V1 = "v1"
+    V3 = "v3"
+
+
+class ReportFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """How to reach and talk to the API."""
+
+    # Overrides both the ECS and the VPC endpoint (how the emulator is reached).
+    endpoint: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    signature: SignatureVersion = SignatureVersion.V3
+    # Plain http:// is always allowed to loopback; elsewhere only with this set.
+    allow_insecure_http: bool = False
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base_delay: float = 0.2  # seconds; doubled each attempt, with full jitter
+    max_delay: float = 20.0
+    throttle_base_delay: float = 0.5  # the SDKs' 500 ms for throttling
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """What one bulk run does."""
+
+    input_path: Path
+    report_path: Path
+    report_format: ReportFormat = ReportFormat.CSV
+    default_region: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float | None = DEFAULT_RATE  # requests per second per region; None = unlimited
+    vpc_quota: int = DEFAULT_VPC_QUOTA
+    retry: RetrySettings = RetrySettings()
+    max_failure_rate: float | None = None
+    min_settled: int = DEFAULT_MIN_SETTLED
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    quiet: bool = False
+    fresh: bool = False

@@ -43,7 +43,9 @@ class LocalCode(StrEnum):
     TIMEOUT = "Timeout"  # no answer within the read timeout
     CONNECTION_LOST = "ConnectionLost"  # dropped after the request was (maybe) sent
     INVALID_RESPONSE = "InvalidResponse"  # an answer we cannot parse
-    QUOTA_EXCEEDED = "QuotaExceeded"  # local: the VPC's ledger has no room, never sent
+    # The ledger's own verdict reuses the service's code (same meaning, never sent); its
+    # catalog entry is the service's.
+    QUOTA_EXCEEDED = "QuotaExceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +155,11 @@ _ENTRIES = [
     _info(LocalCode.TIMEOUT, _A, 0, "No answer within the read timeout."),
     _info(LocalCode.CONNECTION_LOST, _A, 0, "The connection was lost before an answer came."),
     _info(LocalCode.INVALID_RESPONSE, _A, 0, "The answer could not be understood."),
-    _info(LocalCode.QUOTA_EXCEEDED, _P, 0,
-          "The VPC has no room left under its ClassicLink quota; not sent.", transient=True),
 ]
 
 CATALOG: dict[str, CodeInfo] = {entry.code: entry for entry in _ENTRIES}
+if len(CATALOG) != len(_ENTRIES):  # pragma: no cover - a typo guard, checked at import
+    raise RuntimeError("a code is listed twice in the catalog")
 
 
 def lookup(code: str) -> CodeInfo | None:

@@ -1,0 +1,402 @@
+"""Worlds for the emulator: read from a JSON file, derived from a pairs CSV, or both.
+
+A rehearsal needs a cloud that looks like the user's; a test needs one it can state in a few
+lines. The JSON format (the README documents it; keys follow the API's spelling)::
+
+    {
+      "comment": "free text, ignored",
+      "quota": 1000,                      # default links per VPC (optional, default 1000)
+      "regions": ["cn-hangzhou"],         # optional: regions of the entries below are added
+      "instances": [
+        {"InstanceId": "i-bp1...", "RegionId": "cn-hangzhou",
+         "Status": "Running",             # Pending|Running|Starting|Stopping|Stopped
+         "InstanceNetworkType": "classic",# classic|vpc (defaults: Running, classic)
+         "Owner": "default",              # owning account (default "default")
+         "Locked": false}                 # busy with another task (default false)
+      ],
+      "vpcs": [
+        {"VpcId": "vpc-bp1...", "RegionId": "cn-hangzhou", "Owner": "default",
+         "ClassicLinkEnabled": true,      # default true
+         "Quota": null}                   # this VPC's own link quota (default: "quota")
+      ],
+      "links": [{"InstanceId": "i-bp1...", "VpcId": "vpc-bp1..."}]
+    }
+
+Every problem is an :class:`~bulk_attach.errors.InputError` naming the file and the entry
+(``world.json: instances[3] (i-bp1...): Status 'Runing' is not one of ...``). Unknown keys are
+errors, so a typo cannot silently fall back to a default. Seeded links must join a classic
+instance to a VPC of the same region and owner, and may exceed the quota (to model a VPC that
+is already over it).
+
+From a pairs CSV (``world_from_pairs``) every listed instance exists (classic, Running, owned
+by ``owner``) and every listed VPC exists with ClassicLink enabled, both in the row's region.
+Given an existing model (from a file), the CSV only fills the gaps: what the file defines wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from bulk_attach.emulator.model import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_QUOTA,
+    INSTANCE_STATUSES,
+    NETWORK_TYPES,
+    EcsModel,
+    Instance,
+    Vpc,
+)
+from bulk_attach.errors import InputError
+
+__all__ = [
+    "dump_world",
+    "load_world",
+    "save_world",
+    "world_from_dict",
+    "world_from_pairs",
+]
+
+_REGION_RE: Final = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
+_TOP_KEYS: Final = frozenset({"comment", "quota", "regions", "instances", "vpcs", "links"})
+_INSTANCE_KEYS: Final = frozenset(
+    {"InstanceId", "RegionId", "Status", "InstanceNetworkType", "Owner", "Locked", "Comment"}
+)
+_VPC_KEYS: Final = frozenset(
+    {"VpcId", "RegionId", "Owner", "ClassicLinkEnabled", "Quota", "Comment"}
+)
+_LINK_KEYS: Final = frozenset({"InstanceId", "VpcId", "Comment"})
+# Normalised CSV header names (lower case, no space, "_" or "-") -> column role.
+_COLUMNS: Final = {
+    "regionid": "region",
+    "region": "region",
+    "instanceid": "instance",
+    "instance": "instance",
+    "vpcid": "vpc",
+    "vpc": "vpc",
+}
+
+
+class _Problems:
+    """Builds InputErrors that name the file and the entry."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, where: str, message: str) -> InputError:
+        return InputError(self.source, f"{where}: {message}" if where else message)
+
+
+def _check_keys(
+    p: _Problems, where: str, entry: Mapping[str, Any], allowed: frozenset[str]
+) -> None:
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise p.error(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _string(
+    p: _Problems, where: str, entry: Mapping[str, Any], key: str, default: str | None
+) -> str:
+    value = entry.get(key, default)
+    if value is None:
+        raise p.error(where, f"missing {key}")
+    if not isinstance(value, str) or not value.strip():
+        raise p.error(where, f"{key} must be a non-empty string, not {value!r}")
+    return value.strip()
+
+
+def _bool(p: _Problems, where: str, entry: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise p.error(where, f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _quota(p: _Problems, where: str, value: Any, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise p.error(where, f"{key} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _region(p: _Problems, where: str, value: str) -> str:
+    if not _REGION_RE.match(value):
+        raise p.error(where, f"RegionId {value!r} does not look like a region (cn-hangzhou)")
+    return value
+
+
+def _entries(
+    p: _Problems, data: Mapping[str, Any], key: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise p.error(key, "must be a list")
+    for index, item in enumerate(items):
+        where = f"{key}[{index}]"
+        if not isinstance(item, dict):
+            raise p.error(where, "must be an object")
+        yield where, item
+
+
+def _with_id(where: str, entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    return f"{where} ({value})" if isinstance(value, str) else where
+
+
+def _read_instance(p: _Problems, where: str, entry: Mapping[str, Any]) -> Instance:
+    where = _with_id(where, entry, "InstanceId")
+    _check_keys(p, where, entry, _INSTANCE_KEYS)
+    instance_id = _string(p, where, entry, "InstanceId", None)
+    if not instance_id.startswith("i-"):
+        raise p.error(where, f"InstanceId {instance_id!r} must start with 'i-'")
+    status = _string(p, where, entry, "Status", "Running")
+    if status not in INSTANCE_STATUSES:
+        raise p.error(where, f"Status {status!r} is not one of {list(INSTANCE_STATUSES)}")
+    network = _string(p, where, entry, "InstanceNetworkType", "classic")
+    if network not in NETWORK_TYPES:
+        raise p.error(where, f"InstanceNetworkType {network!r} is not one of {list(NETWORK_TYPES)}")
+    return Instance(
+        instance_id=instance_id,
+        region_id=_region(p, where, _string(p, where, entry, "RegionId", None)),
+        status=status,
+        network_type=network,
+        owner=_string(p, where, entry, "Owner", DEFAULT_ACCOUNT),
+        locked=_bool(p, where, entry, "Locked", False),
+    )
+
+
+def _read_vpc(p: _Problems, where: str, entry: Mapping[str, Any]) -> Vpc:
+    where = _with_id(where, entry, "VpcId")
+    _check_keys(p, where, entry, _VPC_KEYS)
+    vpc_id = _string(p, where, entry, "VpcId", None)
+    if not vpc_id.startswith("vpc-"):
+        raise p.error(where, f"VpcId {vpc_id!r} must start with 'vpc-'")
+    return Vpc(
+        vpc_id=vpc_id,
+        region_id=_region(p, where, _string(p, where, entry, "RegionId", None)),
+        owner=_string(p, where, entry, "Owner", DEFAULT_ACCOUNT),
+        classic_link_enabled=_bool(p, where, entry, "ClassicLinkEnabled", True),
+        quota=_quota(p, where, entry.get("Quota"), "Quota"),
+    )
+
+
+def _read_link(p: _Problems, where: str, entry: Mapping[str, Any], model: EcsModel) -> None:
+    where = _with_id(where, entry, "InstanceId")
+    _check_keys(p, where, entry, _LINK_KEYS)
+    instance_id = _string(p, where, entry, "InstanceId", None)
+    vpc_id = _string(p, where, entry, "VpcId", None)
+    instance = model.instances.get(instance_id)
+    vpc = model.vpcs.get(vpc_id)
+    if instance is None:
+        raise p.error(where, f"InstanceId {instance_id!r} is not in 'instances'")
+    if vpc is None:
+        raise p.error(where, f"VpcId {vpc_id!r} is not in 'vpcs'")
+    linked = model.links.get(instance_id)
+    if linked is not None:
+        raise p.error(where, f"{instance_id} is already linked to {linked}")
+    if instance.network_type != "classic":
+        raise p.error(where, f"{instance_id} is not a classic instance and cannot be linked")
+    if instance.region_id != vpc.region_id:
+        raise p.error(
+            where, f"{instance_id} ({instance.region_id}) and {vpc_id} ({vpc.region_id}) differ"
+        )
+    if instance.owner != vpc.owner:
+        raise p.error(where, f"{instance_id} and {vpc_id} belong to different accounts")
+    model.link(instance_id, vpc_id)
+
+
+def world_from_dict(
+    data: Any,
+    *,
+    source: str = "<world>",
+    variant: str = "2018",
+    default_quota: int | None = None,
+) -> EcsModel:
+    """A model from parsed world JSON. ``default_quota`` (if given) overrides ``"quota"``."""
+    p = _Problems(source)
+    if not isinstance(data, dict):
+        raise p.error("", "a world must be a JSON object")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise p.error("", f"unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    file_quota = _quota(p, "quota", data.get("quota"), "quota")
+    quota = default_quota if default_quota is not None else file_quota
+    model = EcsModel(variant=variant, default_quota=DEFAULT_QUOTA if quota is None else quota)
+
+    regions = data.get("regions", [])
+    if not isinstance(regions, list):
+        raise p.error("regions", "must be a list")
+    for index, region in enumerate(regions):
+        if not isinstance(region, str):
+            raise p.error(f"regions[{index}]", f"must be a string, not {region!r}")
+        model.add_region(_region(p, f"regions[{index}]", region))
+
+    for where, entry in _entries(p, data, "instances"):
+        instance = _read_instance(p, where, entry)
+        if instance.instance_id in model.instances:
+            raise p.error(_with_id(where, entry, "InstanceId"), "duplicate InstanceId")
+        model.add_instance(instance)
+    for where, entry in _entries(p, data, "vpcs"):
+        vpc = _read_vpc(p, where, entry)
+        if vpc.vpc_id in model.vpcs:
+            raise p.error(_with_id(where, entry, "VpcId"), "duplicate VpcId")
+        model.add_vpc(vpc)
+    for where, entry in _entries(p, data, "links"):
+        _read_link(p, where, entry, model)
+    return model
+
+
+def load_world(
+    path: str | Path, *, variant: str = "2018", default_quota: int | None = None
+) -> EcsModel:
+    """A model from a world JSON file; InputError (naming the file) for any problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(source, f"cannot read world file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not UTF-8 text: {exc.reason}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from exc
+    return world_from_dict(data, source=source, variant=variant, default_quota=default_quota)
+
+
+def _column_roles(header: list[str]) -> dict[str, int]:
+    roles: dict[str, int] = {}
+    for index, name in enumerate(header):
+        key = re.sub(r"[\s_\-]", "", name.strip().lower())
+        role = _COLUMNS.get(key)
+        if role is not None and role not in roles:
+            roles[role] = index
+    return roles
+
+
+def world_from_pairs(
+    csv_path: str | Path,
+    model: EcsModel | None = None,
+    *,
+    default_region: str | None = None,
+    owner: str = DEFAULT_ACCOUNT,
+    variant: str = "2018",
+    default_quota: int = DEFAULT_QUOTA,
+) -> EcsModel:
+    """Fill ``model`` (or a new one) so that every pair in the CSV can be attached.
+
+    Missing instances are created classic and Running; missing VPCs with ClassicLink enabled;
+    both in the row's region (``default_region`` when the CSV has no region column or cell).
+    Existing entries are left as they are. Rows without usable IDs are skipped: rejecting them
+    is the bulk run's job, not the world's. ``variant`` and ``default_quota`` apply only to a
+    new model.
+    """
+    source = str(csv_path)
+    if model is None:
+        model = EcsModel(variant=variant, default_quota=default_quota)
+    try:
+        with Path(csv_path).open(encoding="utf-8-sig", newline="") as handle:
+            _fill_from_rows(source, csv.reader(handle), model, default_region, owner)
+    except OSError as exc:
+        raise InputError(source, f"cannot read pairs file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not UTF-8 text: {exc.reason}") from exc
+    except csv.Error as exc:
+        raise InputError(source, f"not a readable CSV file: {exc}") from exc
+    return model
+
+
+def _fill_from_rows(
+    source: str,
+    rows: Iterator[list[str]],
+    model: EcsModel,
+    default_region: str | None,
+    owner: str,
+) -> None:
+    roles: dict[str, int] | None = None
+    for row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if roles is None:
+            roles = _column_roles(row)
+            line = getattr(rows, "line_num", None)
+            for role, column in (("instance", "InstanceId"), ("vpc", "VpcId")):
+                if role not in roles:
+                    raise InputError(source, f"missing required column {column}", line)
+            if "region" not in roles and default_region is None:
+                raise InputError(source, "no RegionId column and no default region was given", line)
+            continue
+        instance_id = _cell(row, roles.get("instance"))
+        vpc_id = _cell(row, roles.get("vpc"))
+        region = _cell(row, roles.get("region")) or default_region or ""
+        if not (
+            instance_id.startswith("i-") and vpc_id.startswith("vpc-") and _REGION_RE.match(region)
+        ):
+            continue
+        if instance_id not in model.instances:
+            model.add_instance(Instance(instance_id=instance_id, region_id=region, owner=owner))
+        if vpc_id not in model.vpcs:
+            model.add_vpc(Vpc(vpc_id=vpc_id, region_id=region, owner=owner))
+        model.add_region(region)
+    if roles is None:
+        raise InputError(source, "empty file: no header row")
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    if index is None or index >= len(row):
+        return ""
+    return row[index].strip()
+
+
+def dump_world(model: EcsModel) -> dict[str, Any]:
+    """The model's world in the JSON format above (defaults omitted, entries sorted)."""
+    instances: list[dict[str, Any]] = []
+    for inst in sorted(model.instances.values(), key=lambda i: i.instance_id):
+        entry: dict[str, Any] = {"InstanceId": inst.instance_id, "RegionId": inst.region_id}
+        if inst.status != "Running":
+            entry["Status"] = inst.status
+        if inst.network_type != "classic":
+            entry["InstanceNetworkType"] = inst.network_type
+        if inst.owner != DEFAULT_ACCOUNT:
+            entry["Owner"] = inst.owner
+        if inst.locked:
+            entry["Locked"] = True
+        instances.append(entry)
+    vpcs: list[dict[str, Any]] = []
+    for vpc in sorted(model.vpcs.values(), key=lambda v: v.vpc_id):
+        ventry: dict[str, Any] = {"VpcId": vpc.vpc_id, "RegionId": vpc.region_id}
+        if vpc.owner != DEFAULT_ACCOUNT:
+            ventry["Owner"] = vpc.owner
+        if not vpc.classic_link_enabled:
+            ventry["ClassicLinkEnabled"] = False
+        if vpc.quota is not None:
+            ventry["Quota"] = vpc.quota
+        vpcs.append(ventry)
+    return {
+        "quota": model.default_quota,
+        "regions": sorted(model.regions),
+        "instances": instances,
+        "vpcs": vpcs,
+        "links": [{"InstanceId": i, "VpcId": v} for i, v in sorted(model.links.items())],
+    }
+
+
+def save_world(model: EcsModel, path: str | Path) -> None:
+    """Write ``dump_world(model)`` as JSON, one entry per line so diffs stay readable."""
+    world = dump_world(model)
+    lines = ["{"]
+    lines.append(f'  "quota": {json.dumps(world["quota"])},')
+    lines.append(f'  "regions": {json.dumps(world["regions"])},')
+    for key in ("instances", "vpcs", "links"):
+        entries = [f"    {json.dumps(e)}" for e in world[key]]
+        body = ",\n".join(entries)
+        end = "" if key == "links" else ","
+        lines.append(f'  "{key}": [\n{body}\n  ]{end}' if entries else f'  "{key}": []{end}')
+    lines.append("}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,288 @@
+"""The worker body: take one row to a final outcome.
+
+One screen of logic: read the VPC's links once, skip what is already linked, reserve quota,
+attach, classify the answer, then retry, read back, or settle. Decisions come from the pure
+``RetryPolicy``; this module only sequences the I/O they ask for.
+
+Safety rules it keeps:
+
+* an attach is never re-sent after an ambiguous answer (5xx, timeout, dropped connection)
+  until the link has been read back and found absent;
+* an instance already linked to its VPC when the VPC is first read is reported
+  ``already_linked`` and never sent, which is what makes re-runs safe;
+* a VPC's quota is held by the ledger: ``linked + in flight < quota`` or the row is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from bulk_attach.core.catalog import ErrorClass, LocalCode
+from bulk_attach.core.outcomes import RowResult, Status
+from bulk_attach.core.quotas import QuotaLedger
+from bulk_attach.core.retrying import GiveUp, Reconcile, Retry, RetryPolicy
+from bulk_attach.core.rows import Row
+from bulk_attach.engine.control import RunControl, StopReason
+from bulk_attach.engine.events import Listener, RowRetrying, Throttled
+from bulk_attach.engine.gates import RateGate
+from bulk_attach.engine.vpcs import LinkBook
+from bulk_attach.errors import EcsError
+
+__all__ = ["AttachApi", "Attacher", "utc_now"]
+
+T = TypeVar("T")
+
+
+class _Link(Protocol):
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def vpc_id(self) -> str: ...
+
+
+class AttachApi(Protocol):
+    """The slice of ``EcsClient`` the engine uses (a fake can stand in for it)."""
+
+    async def attach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str: ...
+
+    async def describe_classic_link_instances(
+        self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
+    ) -> Sequence[_Link]: ...
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Attacher:
+    """Settles rows one at a time; many workers share one instance."""
+
+    def __init__(
+        self,
+        api: AttachApi,
+        gate: RateGate,
+        ledger: QuotaLedger,
+        policy: RetryPolicy,
+        control: RunControl,
+        *,
+        emit: Listener,
+        rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        now: Callable[[], str] = utc_now,
+    ) -> None:
+        self._api = api
+        self._gate = gate
+        self._ledger = ledger
+        self._policy = policy
+        self._control = control
+        self._emit = emit
+        self._rand = rand
+        self._sleep = sleep
+        self._now = now
+        self.links = LinkBook(self._read_vpc_links)
+
+    # --- the worker body ---------------------------------------------------------------
+
+    async def settle(self, row: Row) -> RowResult:
+        started = self._now()
+        try:
+            await self.links.ensure(row.region_id, row.vpc_id)
+        except EcsError as error:
+            return self._failed(row, error, 0, started, "could not read the VPC's links: ")
+        if self.links.is_linked(row.vpc_id, row.instance_id):
+            return self._result(
+                row, Status.ALREADY_LINKED, started, message="already linked; not sent"
+            )
+        if self._control.stopping:
+            return self.skipped(row, self._control.skip_message(), started=started)
+        if not self._ledger.try_reserve(row.vpc_id):
+            return self._result(
+                row,
+                Status.SKIPPED,
+                started,
+                error_code=LocalCode.QUOTA_EXCEEDED,
+                message=(
+                    f"{row.vpc_id} has no room under its quota ({self._ledger.linked(row.vpc_id)}"
+                    f"/{self._ledger.quota_of(row.vpc_id)} linked); not sent"
+                ),
+            )
+        # From here the reservation is ours: _attach commits it or releases it, even when
+        # the worker is cancelled mid-call.
+        return await self._attach(row, started)
+
+    async def _attach(self, row: Row, started: str) -> RowResult:
+        attempt = 0
+        settled = False
+        try:
+            while True:
+                attempt += 1
+                try:
+                    request_id = await self._api.attach_classic_link_vpc(
+                        row.region_id, row.instance_id, row.vpc_id
+                    )
+                except EcsError as error:
+                    decision = self._policy.decide(
+                        attempt, error.error_class, error.retry_after, self._rand()
+                    )
+                    if isinstance(decision, Reconcile):
+                        outcome = await self._reconcile(row, error, attempt, started)
+                        if outcome is not None:
+                            settled = outcome.status is Status.ATTACHED
+                            return outcome
+                        decision = self._policy.after_reconcile(attempt, self._rand())
+                    if isinstance(decision, Retry):
+                        self._note_retry(row, error, decision.delay, attempt)
+                        await self._sleep(decision.delay)
+                        continue
+                    abort = not isinstance(decision, GiveUp)
+                    return self._give_up(row, error, attempt, started, abort=abort)
+                self._gate.on_success(row.region_id)
+                self._ledger.commit(row.vpc_id)
+                self.links.add(row.vpc_id, row.instance_id)
+                settled = True
+                return self._result(
+                    row, Status.ATTACHED, started, request_id=request_id, attempts=attempt
+                )
+        finally:
+            if not settled:
+                self._ledger.release(row.vpc_id)
+
+    def _give_up(
+        self, row: Row, error: EcsError, attempt: int, started: str, *, abort: bool
+    ) -> RowResult:
+        if error.code == "QuotaExceeded":
+            # The service knows better than our count: close this VPC for the rest of the run.
+            self._ledger.mark_full(row.vpc_id)
+        if abort or error.error_class is ErrorClass.FATAL:
+            self._control.stop(StopReason.FATAL, error.code)
+        return self._failed(row, error, attempt, started)
+
+    async def _reconcile(
+        self, row: Row, error: EcsError, attempt: int, started: str
+    ) -> RowResult | None:
+        """Read the link back after an ambiguous answer; None means "not linked: may retry"."""
+        try:
+            links = await self._read_only(
+                row.region_id,
+                lambda: self._api.describe_classic_link_instances(
+                    row.region_id, instance_ids=[row.instance_id]
+                ),
+            )
+        except EcsError as read_error:
+            return self._failed(
+                row,
+                error,
+                attempt,
+                started,
+                f"state unknown: read-back failed ({read_error.code}); a re-run reads it again. ",
+            )
+        linked_to = {link.vpc_id for link in links if link.instance_id == row.instance_id}
+        if row.vpc_id in linked_to:
+            self._gate.on_success(row.region_id)
+            self._ledger.commit(row.vpc_id)
+            self.links.add(row.vpc_id, row.instance_id)
+            return self._result(
+                row,
+                Status.ATTACHED,
+                started,
+                attempts=attempt,
+                error_code="",
+                message=f"confirmed by read-back after {error.code}",
+            )
+        if linked_to:
+            other = ", ".join(sorted(linked_to))
+            return self._failed(row, error, attempt, started, f"instance is linked to {other}; ")
+        return None
+
+    # --- reads that are safe to repeat ---------------------------------------------------
+
+    async def _read_vpc_links(self, region: str, vpc_id: str) -> list[str]:
+        links = await self._read_only(
+            region, lambda: self._api.describe_classic_link_instances(region, vpc_id=vpc_id)
+        )
+        instances = [link.instance_id for link in links if link.vpc_id == vpc_id]
+        if not self._ledger.is_known(vpc_id):
+            self._ledger.set_linked(vpc_id, len(instances))
+        return instances
+
+    async def _read_only(self, region: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Describe calls are idempotent: retry every transient failure, stop on fatal."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except EcsError as error:
+                if error.error_class is ErrorClass.FATAL:
+                    self._control.stop(StopReason.FATAL, error.code)
+                    raise
+                transient = error.error_class is not ErrorClass.PERMANENT
+                if not transient or attempt >= self._policy.max_attempts:
+                    raise
+                delay = self._policy.backoff(
+                    attempt, error.error_class, error.retry_after, self._rand()
+                )
+                if error.error_class is ErrorClass.THROTTLED:
+                    self._slow_down(region)
+                await self._sleep(delay)
+
+    # --- small helpers --------------------------------------------------------------------
+
+    def _note_retry(self, row: Row, error: EcsError, delay: float, attempt: int) -> None:
+        if error.error_class is ErrorClass.THROTTLED:
+            self._slow_down(row.region_id)
+        self._emit(RowRetrying(line=row.line, code=error.code, delay=delay, attempt=attempt))
+
+    def _slow_down(self, region: str) -> None:
+        rate = self._gate.on_throttle(region)
+        if rate is not None:
+            self._emit(Throttled(region=region, rate=rate))
+
+    def _failed(
+        self, row: Row, error: EcsError, attempts: int, started: str, prefix: str = ""
+    ) -> RowResult:
+        return self._result(
+            row,
+            Status.FAILED,
+            started,
+            request_id=error.request_id,
+            error_code=error.code,
+            http_status=error.http_status,
+            message=prefix + error.message,
+            attempts=attempts,
+        )
+
+    def skipped(self, row: Row, message: str, *, started: str = "", attempts: int = 0) -> RowResult:
+        return self._result(row, Status.SKIPPED, started, message=message, attempts=attempts)
+
+    def _result(
+        self,
+        row: Row,
+        status: Status,
+        started: str,
+        *,
+        request_id: str = "",
+        error_code: str = "",
+        http_status: int = 0,
+        message: str = "",
+        attempts: int = 0,
+    ) -> RowResult:
+        return RowResult(
+            line=row.line,
+            region_id=row.region_id,
+            instance_id=row.instance_id,
+            vpc_id=row.vpc_id,
+            status=status,
+            request_id=request_id,
+            error_code=error_code,
+            http_status=http_status,
+            message=message,
+            attempts=attempts,
+            started_at=started,
+            finished_at=self._now(),
+            extra=row.extra,
+        )

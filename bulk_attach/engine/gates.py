@@ -1,0 +1,111 @@
+"""Flow-control gates every request passes before it leaves: one rate limiter per region.
+
+The gate is a small object with the client's ``RequestGate`` hook (awaited before each HTTP
+request, retries and Describe calls included) plus two feedback hooks the worker calls:
+``on_throttle`` and ``on_success``. The pool knows nothing of rates.
+
+Why a capacity-1 bucket: ``AsyncLimiter(rate, 1)`` would let a full second's worth of
+requests out at once on start-up and then keep dripping, so a 1-second window could see
+twice the rate. ``AsyncLimiter(1, 1 / rate)`` spaces requests at least ``1 / rate`` apart:
+no burst, and no 1-second window above ``rate``.
+
+Adaptive slow-down (like the AWS SDKs' adaptive retry mode): when the service throttles,
+the region's allowed rate drops; it recovers gradually on success. The limiter itself keeps
+the configured rate; a slowed-down region pays more than one token per request
+(``configured / current``), carried as a fractional debt so the average is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiolimiter import AsyncLimiter
+
+from bulk_attach.core.retrying import AdaptiveRate
+
+__all__ = ["RateGate", "RegionGate"]
+
+
+class RegionGate:
+    """The limiter and adaptive state of one region."""
+
+    __slots__ = ("_adaptive", "_clock", "_debt", "_limiter", "rate", "region", "sent")
+
+    def __init__(self, region: str, rate: float, clock: Callable[[], float]) -> None:
+        self.region = region
+        self.rate = rate
+        self._limiter = AsyncLimiter(1, 1 / rate)
+        self._adaptive = AdaptiveRate(rate)
+        self._clock = clock
+        self._debt = 0.0
+        self.sent = 0
+
+    def current_rate(self) -> float:
+        return self._adaptive.current_rate(self._clock())
+
+    async def acquire(self) -> None:
+        self._debt += self.rate / max(self.current_rate(), 1e-9)
+        tokens = int(self._debt)
+        self._debt -= tokens
+        for _ in range(tokens):
+            await self._limiter.acquire()
+        self.sent += 1
+
+    def on_throttle(self) -> float:
+        self._adaptive.on_throttle(self._clock())
+        return self.current_rate()
+
+    def on_success(self) -> None:
+        self._adaptive.on_success(self._clock())
+
+    def __repr__(self) -> str:
+        return (
+            f"<RegionGate {self.region} {self.current_rate():.1f}/{self.rate:g} per s, "
+            f"sent={self.sent}>"
+        )
+
+
+class RateGate:
+    """Per-region rate limits for a run; ``rate=None`` lets everything through."""
+
+    __slots__ = ("_clock", "_regions", "rate")
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self._clock = clock
+        self._regions: dict[str, RegionGate] = {}
+
+    def _region(self, region: str) -> RegionGate | None:
+        if self.rate is None:
+            return None
+        gate = self._regions.get(region)
+        if gate is None:
+            gate = self._regions[region] = RegionGate(region, self.rate, self._clock)
+        return gate
+
+    async def __call__(self, region: str, action: str) -> None:
+        gate = self._region(region)
+        if gate is not None:
+            await gate.acquire()
+        else:
+            await asyncio.sleep(0)
+
+    def on_throttle(self, region: str) -> float | None:
+        """Slow the region down; returns its new rate (None when unlimited)."""
+        gate = self._region(region)
+        return gate.on_throttle() if gate is not None else None
+
+    def on_success(self, region: str) -> None:
+        gate = self._region(region)
+        if gate is not None:
+            gate.on_success()
+
+    def __repr__(self) -> str:
+        if self.rate is None:
+            return "<RateGate unlimited>"
+        inner = ", ".join(repr(g) for g in self._regions.values())
+        return f"<RateGate {self.rate:g}/s per region [{inner}]>"

@@ -1,0 +1,277 @@
+"""The engine (attacher + pool) against a fake API: decisions, quota, read-back, stopping.
+
+The fake keeps link state like the service and can be scripted per call, so each safety
+rule is checked without HTTP; the end-to-end tests repeat the important ones against the
+real emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from bulk_attach.core.catalog import LocalCode
+from bulk_attach.core.outcomes import RowResult, Status
+from bulk_attach.core.quotas import QuotaLedger
+from bulk_attach.core.retrying import RetryPolicy
+from bulk_attach.core.rows import Row
+from bulk_attach.engine.attacher import Attacher
+from bulk_attach.engine.control import RunControl, StopReason
+from bulk_attach.engine.events import Event
+from bulk_attach.engine.gates import RateGate
+from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT, Pool
+from bulk_attach.errors import ApiError, EcsError, TransportError
+from bulk_attach.settings import RetrySettings
+
+REGION = "cn-hangzhou"
+
+
+@dataclass(frozen=True)
+class FakeLink:
+    instance_id: str
+    vpc_id: str
+
+
+class FakeApi:
+    """Link state plus a script: ``faults[instance]`` is a list of errors for its next calls.
+
+    A fault may be ``("commit", error)``: the link is made, then the error is raised, the
+    worst case for a call that is not idempotent.
+    """
+
+    def __init__(self, links: dict[str, str] | None = None, quota: int = 1000) -> None:
+        self.links: dict[str, str] = dict(links or {})
+        self.quota = quota
+        self.faults: dict[str, list[EcsError | tuple[str, EcsError]]] = {}
+        self.attach_calls: Counter[str] = Counter()
+        self.describe_calls = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    async def attach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str:
+        self.attach_calls[instance_id] += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            script = self.faults.get(instance_id)
+            if script:
+                fault = script.pop(0)
+                if isinstance(fault, tuple):
+                    self.links[instance_id] = vpc_id
+                    raise fault[1]
+                raise fault
+            if instance_id in self.links and self.links[instance_id] != vpc_id:
+                raise ApiError(
+                    "Abs.InvalidInstanceId.MalFormed", "linked elsewhere", http_status=400
+                )
+            if sum(v == vpc_id for v in self.links.values()) >= self.quota:
+                raise ApiError("QuotaExceeded", "quota", http_status=403)
+            self.links[instance_id] = vpc_id
+            return f"RID-{instance_id}-{self.attach_calls[instance_id]}"
+        finally:
+            self.in_flight -= 1
+
+    async def describe_classic_link_instances(
+        self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
+    ) -> list[FakeLink]:
+        self.describe_calls += 1
+        await asyncio.sleep(0)
+        return [
+            FakeLink(i, v)
+            for i, v in sorted(self.links.items())
+            if (vpc_id is None or v == vpc_id) and (not instance_ids or i in instance_ids)
+        ]
+
+
+def rows(n: int, vpc: str = "vpc-a", start: int = 0) -> list[Row]:
+    return [
+        Row(line=start + k + 2, region_id=REGION, instance_id=f"i-{start + k:04d}", vpc_id=vpc)
+        for k in range(n)
+    ]
+
+
+async def no_sleep(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+def make(api: FakeApi, *, quota: int = 1000, max_attempts: int = 4):
+    control = RunControl()
+    events: list[Event] = []
+    attacher = Attacher(
+        api,
+        RateGate(None),
+        QuotaLedger(quota),
+        RetryPolicy(RetrySettings(max_attempts=max_attempts)),
+        control,
+        emit=events.append,
+        rand=lambda: 0.5,
+        sleep=no_sleep,
+    )
+    return attacher, control, events
+
+
+async def run_all(attacher: Attacher, control: RunControl, items, concurrency: int = 4):
+    results: list[RowResult] = []
+    pool = Pool(
+        settle=attacher.settle,
+        record=results.append,
+        skip=lambda row, msg: attacher.skipped(row, msg),
+        control=control,
+        concurrency=concurrency,
+    )
+    await pool.run(items)
+    return results
+
+
+async def test_every_row_attached_once_and_concurrency_is_bounded() -> None:
+    api = FakeApi()
+    attacher, control, _ = make(api)
+    results = await run_all(attacher, control, rows(50), concurrency=5)
+    assert sorted(r.line for r in results) == [r.line for r in rows(50)]
+    assert {r.status for r in results} == {Status.ATTACHED}
+    assert all(r.request_id.startswith("RID-") for r in results)
+    assert set(api.attach_calls.values()) == {1}
+    assert api.peak_in_flight <= 5
+
+
+async def test_quota_boundary_998_links_and_5_rows_gives_2_attached_3_skipped() -> None:
+    api = FakeApi({f"i-old{k}": "vpc-a" for k in range(998)})
+    attacher, control, _ = make(api)
+    results = await run_all(attacher, control, rows(5))
+    by_status = Counter(r.status for r in results)
+    assert by_status == {Status.ATTACHED: 2, Status.SKIPPED: 3}
+    skipped = [r for r in results if r.status is Status.SKIPPED]
+    assert all(r.error_code == LocalCode.QUOTA_EXCEEDED for r in skipped)
+    # The skipped rows were never sent.
+    assert sum(api.attach_calls.values()) == 2
+
+
+async def test_already_linked_rows_are_not_sent() -> None:
+    api = FakeApi({"i-0001": "vpc-a"})
+    attacher, control, _ = make(api)
+    results = {r.instance_id: r for r in await run_all(attacher, control, rows(3))}
+    assert results["i-0001"].status is Status.ALREADY_LINKED
+    assert "i-0001" not in api.attach_calls
+    assert results["i-0000"].status is Status.ATTACHED
+
+
+async def test_commit_then_5xx_is_read_back_and_never_resent() -> None:
+    api = FakeApi()
+    api.faults["i-0000"] = [("commit", ApiError("InternalError", "boom", http_status=500))]
+    api.faults["i-0001"] = [("commit", TransportError(LocalCode.CONNECTION_LOST, "dropped"))]
+    attacher, control, _ = make(api)
+    results = {r.instance_id: r for r in await run_all(attacher, control, rows(2))}
+    for instance in ("i-0000", "i-0001"):
+        assert results[instance].status is Status.ATTACHED
+        assert "read-back" in results[instance].message
+        assert api.attach_calls[instance] == 1
+
+
+async def test_ambiguous_without_commit_is_retried_after_read_back() -> None:
+    api = FakeApi()
+    api.faults["i-0000"] = [ApiError("ServiceUnavailable", "busy", http_status=503)]
+    attacher, control, _ = make(api)
+    (result,) = await run_all(attacher, control, rows(1))
+    assert result.status is Status.ATTACHED
+    assert result.attempts == 2
+    assert api.attach_calls["i-0000"] == 2
+
+
+async def test_throttling_is_retried_and_permanent_errors_settle_with_their_code() -> None:
+    api = FakeApi({"i-0001": "vpc-b"})
+    api.faults["i-0000"] = [ApiError("Throttling.User", "slow down", http_status=400)] * 2
+    attacher, control, events = make(api)
+    results = {r.instance_id: r for r in await run_all(attacher, control, rows(2))}
+    assert results["i-0000"].status is Status.ATTACHED
+    assert results["i-0000"].attempts == 3
+    assert results["i-0001"].status is Status.FAILED
+    assert results["i-0001"].error_code == "Abs.InvalidInstanceId.MalFormed"
+    assert results["i-0001"].http_status == 400
+    assert control.reason is None
+
+
+async def test_retries_stop_at_max_attempts() -> None:
+    api = FakeApi()
+    api.faults["i-0000"] = [ApiError("Throttling", "slow", http_status=400)] * 10
+    attacher, control, _ = make(api, max_attempts=3)
+    (result,) = await run_all(attacher, control, rows(1))
+    assert result.status is Status.FAILED
+    assert result.error_code == "Throttling"
+    assert api.attach_calls["i-0000"] == 3
+
+
+async def test_fatal_error_stops_the_run_and_skips_the_rest() -> None:
+    api = FakeApi()
+    api.faults["i-0000"] = [ApiError("SignatureDoesNotMatch", "bad", http_status=400)]
+    attacher, control, _ = make(api)
+    results = await run_all(attacher, control, rows(40), concurrency=1)
+    assert control.reason is StopReason.FATAL
+    assert len(results) == 40
+    statuses = Counter(r.status for r in results)
+    assert statuses[Status.FAILED] == 1
+    assert statuses[Status.SKIPPED] == 39
+    assert sum(api.attach_calls.values()) == 1
+
+
+async def test_api_quota_exceeded_closes_the_vpc() -> None:
+    api = FakeApi(quota=3)  # the service's quota is lower than the ledger believes
+    attacher, control, _ = make(api, quota=1000)
+    results = await run_all(attacher, control, rows(10), concurrency=1)
+    statuses = Counter(r.status for r in results)
+    assert statuses[Status.ATTACHED] == 3
+    assert statuses[Status.FAILED] == 1  # the one the service refused
+    assert statuses[Status.SKIPPED] == 6  # never sent once the VPC was known full
+    assert sum(api.attach_calls.values()) == 4
+
+
+async def test_rejected_rows_pass_through_and_hard_stop_records_every_row() -> None:
+    api = FakeApi()
+    attacher, control, _ = make(api)
+    gate = asyncio.Event()
+
+    async def stuck(row: Row) -> RowResult:
+        await gate.wait()
+        raise AssertionError("never released")
+
+    results: list[RowResult] = []
+    pool = Pool(
+        settle=stuck,
+        record=results.append,
+        skip=lambda row, msg: attacher.skipped(row, msg),
+        control=control,
+        concurrency=3,
+    )
+    invalid = RowResult(line=1, region_id="", instance_id="x", vpc_id="", status=Status.INVALID)
+    items: list[Row | RowResult] = [invalid, *rows(20)]
+    task = asyncio.create_task(pool.run(items))
+    while pool.in_flight < 3:
+        await asyncio.sleep(0)
+    control.stop(StopReason.SIGINT)
+    pool.hard_stop()
+    await task
+    assert len(results) == 21
+    assert sorted(r.line for r in results) == sorted(i.line for i in items)
+    interrupted = [r for r in results if r.message == INTERRUPTED_IN_FLIGHT]
+    assert len(interrupted) == 3
+
+
+async def test_a_bug_in_a_worker_is_raised_not_swallowed() -> None:
+    control = RunControl()
+
+    async def broken(row: Row) -> RowResult:
+        raise RuntimeError("bug")
+
+    pool = Pool(
+        settle=broken,
+        record=lambda r: None,
+        skip=lambda row, msg: pytest.fail("not expected"),
+        control=control,
+        concurrency=2,
+    )
+    with pytest.raises(RuntimeError, match="bug"):
+        await pool.run(rows(5))

@@ -120,7 +120,7 @@ async def run_all(attacher: Attacher, control: RunControl, items, concurrency: i
     pool = Pool(
         settle=attacher.settle,
         record=results.append,
-        skip=lambda row, msg: attacher.skipped(row, msg),
+        skip=attacher.skipped,
         control=control,
         concurrency=concurrency,
     )
@@ -185,7 +185,7 @@ async def test_ambiguous_without_commit_is_retried_after_read_back() -> None:
 async def test_throttling_is_retried_and_permanent_errors_settle_with_their_code() -> None:
     api = FakeApi({"i-0001": "vpc-b"})
     api.faults["i-0000"] = [ApiError("Throttling.User", "slow down", http_status=400)] * 2
-    attacher, control, events = make(api)
+    attacher, control, _events = make(api)
     results = {r.instance_id: r for r in await run_all(attacher, control, rows(2))}
     assert results["i-0000"].status is Status.ATTACHED
     assert results["i-0000"].attempts == 3
@@ -233,8 +233,14 @@ async def test_rejected_rows_pass_through_and_hard_stop_records_every_row() -> N
     api = FakeApi()
     attacher, control, _ = make(api)
     gate = asyncio.Event()
+    all_busy = asyncio.Event()
+    started = 0
 
     async def stuck(row: Row) -> RowResult:
+        nonlocal started
+        started += 1
+        if started == 3:
+            all_busy.set()
         await gate.wait()
         raise AssertionError("never released")
 
@@ -242,15 +248,15 @@ async def test_rejected_rows_pass_through_and_hard_stop_records_every_row() -> N
     pool = Pool(
         settle=stuck,
         record=results.append,
-        skip=lambda row, msg: attacher.skipped(row, msg),
+        skip=attacher.skipped,
         control=control,
         concurrency=3,
     )
     invalid = RowResult(line=1, region_id="", instance_id="x", vpc_id="", status=Status.INVALID)
     items: list[Row | RowResult] = [invalid, *rows(20)]
     task = asyncio.create_task(pool.run(items))
-    while pool.in_flight < 3:
-        await asyncio.sleep(0)
+    await all_busy.wait()
+    assert pool.in_flight == 3
     control.stop(StopReason.SIGINT)
     pool.hard_stop()
     await task

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from bulk_attach.core.catalog import ErrorClass, LocalCode
-from bulk_attach.core.outcomes import RowResult, Status
+from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import GiveUp, Reconcile, Retry, RetryPolicy
 from bulk_attach.core.rows import Row
@@ -73,6 +73,8 @@ class Attacher:
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         now: Callable[[], str] = utc_now,
+        journal: Callable[[Row], None] | None = None,
+        in_doubt: Collection[Key] = (),
     ) -> None:
         self._api = api
         self._gate = gate
@@ -83,6 +85,10 @@ class Attacher:
         self._rand = rand
         self._sleep = sleep
         self._now = now
+        # Called before a row's first attach leaves (the resume journal).
+        self._journal = journal
+        # Rows a previous run had sent but never settled (it died with them in flight).
+        self._in_doubt = in_doubt
         self.links = LinkBook(self._read_vpc_links)
 
     # --- the worker body ---------------------------------------------------------------
@@ -94,6 +100,13 @@ class Attacher:
         except EcsError as error:
             return self._failed(row, error, 0, started, "could not read the VPC's links: ")
         if self.links.is_linked(row.vpc_id, row.instance_id):
+            if row.key in self._in_doubt:
+                return self._result(
+                    row,
+                    Status.ATTACHED,
+                    started,
+                    message="sent by an interrupted run; confirmed linked by read-back",
+                )
             return self._result(
                 row, Status.ALREADY_LINKED, started, message="already linked; not sent"
             )
@@ -118,6 +131,8 @@ class Attacher:
         attempt = 0
         settled = False
         try:
+            if self._journal is not None:
+                self._journal(row)
             while True:
                 attempt += 1
                 try:

@@ -1,0 +1,3 @@
+from bulk_attach.cli import main
+
+main()

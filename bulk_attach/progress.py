@@ -1,0 +1,145 @@
+"""Progress on long runs, as event listeners: a tqdm bar on a terminal, log lines elsewhere.
+
+Both listen to the engine's events and keep their own counts; neither can slow the run
+(the bar refreshes at most a few times a second, log lines at a fixed interval).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from bulk_attach.core.outcomes import Status
+from bulk_attach.engine.events import Event, RowRetrying, RowSettled, RunStopping, Throttled
+
+__all__ = ["LogProgress", "TqdmProgress"]
+
+log = logging.getLogger("bulk_attach.progress")
+
+
+class _Counts:
+    __slots__ = ("by_status", "retrying", "settled", "started_at")
+
+    def __init__(self) -> None:
+        self.by_status: Counter[Status] = Counter()
+        self.retrying: set[int] = set()
+        self.settled = 0
+        self.started_at = time.monotonic()
+
+    def update(self, event: Event) -> None:
+        if isinstance(event, RowRetrying):
+            self.retrying.add(event.line)
+        elif isinstance(event, RowSettled):
+            self.retrying.discard(event.result.line)
+            self.by_status[event.result.status] += 1
+            self.settled += 1
+
+    def fields(self) -> dict[str, int]:
+        return {
+            "attached": self.by_status[Status.ATTACHED] + self.by_status[Status.ALREADY_LINKED],
+            "failed": self.by_status[Status.FAILED] + self.by_status[Status.INVALID],
+            "skipped": self.by_status[Status.SKIPPED],
+            "retrying": len(self.retrying),
+        }
+
+
+class TqdmProgress:
+    """A live bar with rate, ETA and counts; for a terminal."""
+
+    def __init__(self, total: int | None, stream: IO[str]) -> None:
+        self._counts = _Counts()
+        self._bar: Any = tqdm(
+            total=total, file=stream, unit="row", dynamic_ncols=True, mininterval=0.2, smoothing=0.1
+        )
+
+    def __call__(self, event: Event) -> None:
+        self._counts.update(event)
+        if isinstance(event, RowSettled):
+            self._bar.update(1)
+            self._bar.set_postfix(self._counts.fields(), refresh=False)
+        elif isinstance(event, Throttled):
+            self._bar.set_description_str(f"throttled: {event.region} at {event.rate:.1f}/s")
+        elif isinstance(event, RunStopping):
+            self._bar.write(f"stopping: {event.reason}")
+
+    def close(self) -> None:
+        self._bar.set_postfix(self._counts.fields(), refresh=False)
+        self._bar.close()
+
+
+class LogProgress:
+    """Plain periodic lines, no carriage returns: for cron, CI and log files."""
+
+    def __init__(
+        self,
+        total: int | None,
+        write: Callable[[str], None],
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counts = _Counts()
+        self._total = total
+        self._write = write
+        self._interval = interval
+        self._clock = clock
+        self._next = clock() + interval
+
+    def __call__(self, event: Event) -> None:
+        self._counts.update(event)
+        if isinstance(event, RunStopping):
+            self._write(f"stopping: {event.reason}")
+        elif isinstance(event, Throttled):
+            log.info("throttled in %s: slowing to %.1f requests/s", event.region, event.rate)
+        if self._clock() >= self._next:
+            self._next = self._clock() + self._interval
+            self._write(self.line())
+
+    def line(self) -> str:
+        elapsed = max(self._clock() - self._counts.started_at, 1e-9)
+        done = self._counts.settled
+        total = f"/{self._total}" if self._total is not None else ""
+        rate = done / elapsed
+        fields = " ".join(f"{name}={value}" for name, value in self._counts.fields().items())
+        return f"progress: {done}{total} rows settled, {rate:.1f} rows/s, {fields}"
+
+    def close(self) -> None:
+        self._write(self.line())
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run summary for a person: statuses, error codes, VPC headroom, speed."""
+    lines = [
+        f"{summary['total']} rows in {summary['duration_seconds']:.1f}s "
+        f"({summary['rows_per_second']:.1f} rows/s, {summary['attempts']} attach attempts)"
+    ]
+    statuses = ", ".join(f"{name} {n}" for name, n in summary["by_status"].items() if n)
+    lines.append(f"  status: {statuses or 'none'}")
+    if summary["by_error_code"]:
+        codes = ", ".join(f"{code} {n}" for code, n in summary["by_error_code"].items())
+        lines.append(f"  errors: {codes}")
+    vpcs = summary.get("by_vpc") or {}
+    if vpcs:
+        lines.append("  per VPC:")
+        for vpc, figures in vpcs.items():
+            counts = ", ".join(
+                f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
+            )
+            quota = ""
+            if "quota" in figures:
+                linked, headroom = figures.get("linked", 0), figures.get("headroom", 0)
+                quota = f" [links {linked}/{figures['quota']}, headroom {headroom}]"
+            lines.append(f"    {vpc}: {counts}{quota}")
+    if summary.get("stopped"):
+        detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
+        lines.append(f"  stopped early: {summary['stopped']}{detail}")
+    lines.append(f"  exit code {summary.get('exit_code', '?')}")
+    return "\n".join(lines)
+
+
+_QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight"})

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = [
+    "EMPTY_SHA256",
     "V3_ALGORITHM",
     "V3Authorization",
     "canonical_query",

@@ -1,0 +1,666 @@
+"""The ECS (and VPC) RPC client: one aiohttp session, signed requests, typed answers.
+
+Every call is a ``POST /`` with all parameters in the query string and an empty body, as
+the official SDKs send it. The query is encoded once, by ``signing.percent_encode``, and
+sent verbatim (``yarl.URL(..., encoded=True)``), so the bytes on the wire are exactly the
+bytes that were signed. Signature V3 (``ACS3-HMAC-SHA256``) is the default, like the current
+SDK; V1 (HMAC-SHA1) on request.
+
+Every outcome is either a typed success carrying its RequestId or one ``EcsError``:
+``ApiError`` when the service answered, ``TransportError`` when it did not. Foreign
+exceptions (aiohttp, asyncio timeouts, OS errors) are translated in exactly one place,
+``EcsClient._translate``; answer bodies are decoded without raising. The client never
+retries: deciding whether a lost attach may be sent again is the engine's job, and it needs
+to see every failure.
+
+A secret never leaves this module in text: messages taken from the service are scrubbed of
+the access key secret and the STS token (a V1 ``SignatureDoesNotMatch`` message echoes the
+string to sign, token included), and URLs (which hold the V1 token) are never formatted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import unescape
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+import aiohttp
+from yarl import URL
+
+from bulk_attach import __version__
+from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.signing import (
+    EMPTY_SHA256,
+    canonical_query,
+    percent_encode,
+    sign_v1,
+    v3_authorization,
+)
+from bulk_attach.core.catalog import LocalCode, classify
+from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
+from bulk_attach.settings import (
+    ECS_API_VERSION,
+    VPC_API_VERSION,
+    ClientSettings,
+    SignatureVersion,
+)
+
+__all__ = [
+    "MAX_IDS_PER_CALL",
+    "EcsClient",
+    "InstanceInfo",
+    "Link",
+    "Product",
+    "RequestGate",
+    "VpcInfo",
+    "endpoint_for",
+    "parse_endpoint",
+]
+
+log = logging.getLogger("bulk_attach.api")
+
+Product = Literal["ecs", "vpc"]
+MAX_IDS_PER_CALL = 100
+PAGE_SIZE = 100
+# Bigger answers are refused rather than buffered (100 instances are well under 1 MiB).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+_VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
+_REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class RequestGate(Protocol):
+    """Awaited before every HTTP request (each page included): the engine's rate limit."""
+
+    async def __call__(self, region: str, action: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One ClassicLink: a classic instance linked to a VPC."""
+
+    instance_id: str
+    vpc_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    instance_id: str
+    region_id: str
+    status: str  # Running, Stopped, Starting, Stopping, ...
+    network_type: str  # classic or vpc
+
+
+@dataclass(frozen=True, slots=True)
+class VpcInfo:
+    vpc_id: str
+    region_id: str
+    classic_link_enabled: bool
+
+
+# --- endpoints ---------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> URL:
+    """``--endpoint`` as an origin URL; a bare host means https. ``ConfigError`` if unusable.
+
+    Plain ``http://`` sends signed requests (and a V1 STS token) in clear text, so it is
+    accepted for loopback addresses only, unless ``allow_insecure_http`` says otherwise.
+    """
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        url = URL(text)
+        port = url.explicit_port
+    except ValueError:
+        raise ConfigError(f"--endpoint {endpoint!r} is not a valid URL") from None
+    if url.scheme not in _DEFAULT_PORTS or not url.host:
+        raise ConfigError(f"--endpoint {endpoint!r} must be an http:// or https:// URL with a host")
+    if url.user is not None or url.password is not None:
+        raise ConfigError("--endpoint must not carry a user name or password")
+    if url.path not in ("", "/") or url.query_string or url.fragment:
+        raise ConfigError(f"--endpoint {endpoint!r} must have no path, query or fragment")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ConfigError(
+            f"refusing plain http:// to {url.host}: requests would travel unencrypted. Use "
+            "https://, or pass --allow-insecure-http if you really mean it."
+        )
+    return URL.build(scheme=url.scheme, host=url.host, port=port)
+
+
+def endpoint_for(settings: ClientSettings, product: Product, region: str) -> URL:
+    """``settings.endpoint`` if set (it overrides both products), else the public endpoint.
+
+    The region becomes part of a host name, so a malformed one is refused before any
+    traffic (``InvalidRegionId.Malformed``, permanent for its row).
+    """
+    if settings.endpoint:
+        return parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
+    if not _REGION_RE.fullmatch(region):
+        raise ApiError("InvalidRegionId.Malformed", f"{region!r} is not a valid region id")
+    return URL.build(scheme="https", host=f"{product}.{region}.aliyuncs.com")
+
+
+def _host_header(base: URL) -> str:
+    host = base.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = base.explicit_port
+    if port is not None and port != _DEFAULT_PORTS.get(base.scheme or ""):
+        host = f"{host}:{port}"
+    return host
+
+
+# --- answer decoding (never raises) ------------------------------------------------------
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+_XML_ERROR = re.compile(rb"<Error\b[^>]*>(.*)</Error\s*>", re.DOTALL)
+
+
+def _xml_error(body: bytes) -> dict[str, str] | None:
+    """The fields of an ``<Error>`` document, read without an XML parser (no entities)."""
+    match = _XML_ERROR.search(body)
+    if match is None:
+        return None
+    fields: dict[str, str] = {}
+    for name in ("Code", "Message", "RequestId", "HostId", "Recommend"):
+        found = re.search(
+            rb"<" + name.encode() + rb">(.*?)</" + name.encode() + rb">", match.group(1), re.DOTALL
+        )
+        if found:
+            fields[name] = unescape(found.group(1).decode("utf-8", "replace")).strip()
+    return fields
+
+
+def _field(doc: Mapping[str, Any], *names: str) -> str:
+    for name in names:
+        value = doc.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``x-acs-retry-after`` is milliseconds; only a positive integer counts (as tea reads it)."""
+    if not value:
+        return None
+    try:
+        millis = int(value.strip())
+    except ValueError:
+        return None
+    return millis / 1000.0 if millis > 0 else None
+
+
+def _describe_body(body: bytes, content_type: str) -> str:
+    kind = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
+    return f"{kind}, {len(body)} bytes"
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class EcsClient:
+    """Async context manager around one ``aiohttp.ClientSession`` with a bounded connector.
+
+    >>> async with EcsClient(ClientSettings(), credentials) as client:  # doctest: +SKIP
+    ...     request_id = await client.attach_classic_link_vpc("cn-hangzhou", "i-1", "vpc-1")
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        credentials: Credentials,
+        *,
+        gate: RequestGate | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._gate = gate
+        # Validate the endpoint now: a bad --endpoint is a configuration error at start-up.
+        self._endpoint = (
+            parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
+            if settings.endpoint
+            else None
+        )
+        agent = (
+            f"bulk-attach/{__version__} aiohttp/{aiohttp.__version__} "
+            f"Python/{sys.version_info.major}.{sys.version_info.minor}"
+        )
+        self._user_agent = f"{agent} {user_agent}" if user_agent else agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        where = str(self._endpoint) if self._endpoint else "https://{ecs,vpc}.<region>.aliyuncs.com"
+        return (
+            f"<EcsClient endpoint={where} signature={self._settings.signature.value} "
+            f"credentials from {self._credentials.source}>"
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            settings = self._settings
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=settings.max_connections),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=settings.connect_timeout,
+                    sock_connect=settings.connect_timeout,
+                    sock_read=settings.read_timeout,
+                ),
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # --- actions ---------------------------------------------------------------------
+
+    async def attach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str:
+        """Link a classic instance to a VPC; the RequestId. Not idempotent: never resent here."""
+        doc = await self._call(
+            "ecs",
+            region,
+            "AttachClassicLinkVpc",
+            {"RegionId": region, "InstanceId": instance_id, "VpcId": vpc_id},
+        )
+        return str(doc["RequestId"])
+
+    async def detach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str:
+        doc = await self._call(
+            "ecs",
+            region,
+            "DetachClassicLinkVpc",
+            {"RegionId": region, "InstanceId": instance_id, "VpcId": vpc_id},
+        )
+        return str(doc["RequestId"])
+
+    async def describe_classic_link_instances(
+        self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
+    ) -> list[Link]:
+        """Every link matching the VPC and/or up to 100 instances, all pages fetched."""
+        if not vpc_id and not instance_ids:
+            raise ValueError("describe_classic_link_instances needs vpc_id or instance_ids")
+        _check_ids(instance_ids)
+        params = {"RegionId": region}
+        if vpc_id:
+            params["VpcId"] = vpc_id
+        if instance_ids:
+            params["InstanceId"] = ",".join(instance_ids)
+        links: list[Link] = []
+        seen: set[Link] = set()
+        page, received = 1, 0
+        while True:
+            doc = await self._call(
+                "ecs",
+                region,
+                "DescribeClassicLinkInstances",
+                {**params, "PageNumber": str(page), "PageSize": str(PAGE_SIZE)},
+            )
+            total = _count(doc, "DescribeClassicLinkInstances")
+            items = _items(doc, "Links", "Link", "DescribeClassicLinkInstances")
+            for item in items:
+                link = Link(
+                    instance_id=_required(item, "InstanceId", doc, "DescribeClassicLinkInstances"),
+                    vpc_id=_required(item, "VpcId", doc, "DescribeClassicLinkInstances"),
+                )
+                # Pages can shift under concurrent changes; a link is reported once.
+                if link not in seen:
+                    seen.add(link)
+                    links.append(link)
+            # Count what arrived rather than trusting the page size we asked for.
+            received += len(items)
+            if not items or received >= total:
+                return links
+            page += 1
+
+    async def count_classic_links(self, region: str, vpc_id: str) -> int:
+        """How many instances are linked to the VPC (one call, ``TotalCount``)."""
+        doc = await self._call(
+            "ecs",
+            region,
+            "DescribeClassicLinkInstances",
+            {"RegionId": region, "VpcId": vpc_id, "PageNumber": "1", "PageSize": "1"},
+        )
+        return _count(doc, "DescribeClassicLinkInstances")
+
+    async def describe_instances(
+        self, region: str, instance_ids: Sequence[str]
+    ) -> list[InstanceInfo]:
+        """Status and network type of up to 100 instances (unknown ids are simply absent)."""
+        _check_ids(instance_ids)
+        if not instance_ids:
+            return []  # an empty filter would list every instance in the region
+        doc = await self._call(
+            "ecs",
+            region,
+            "DescribeInstances",
+            {
+                "RegionId": region,
+                "InstanceIds": json.dumps(list(instance_ids)),
+                "PageNumber": "1",
+                "PageSize": str(PAGE_SIZE),
+            },
+        )
+        return [
+            InstanceInfo(
+                instance_id=_required(item, "InstanceId", doc, "DescribeInstances"),
+                region_id=_field(item, "RegionId") or region,
+                status=_field(item, "Status"),
+                network_type=_field(item, "InstanceNetworkType"),
+            )
+            for item in _items(doc, "Instances", "Instance", "DescribeInstances")
+        ]
+
+    async def describe_vpc_attribute(self, region: str, vpc_id: str) -> VpcInfo:
+        """The VPC API's view of one VPC (is ClassicLink enabled?)."""
+        doc = await self._call(
+            "vpc", region, "DescribeVpcAttribute", {"RegionId": region, "VpcId": vpc_id}
+        )
+        enabled = doc.get("ClassicLinkEnabled")
+        if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
+            enabled = enabled.lower() == "true"
+        if not isinstance(enabled, bool):
+            raise _malformed(doc, "DescribeVpcAttribute", "ClassicLinkEnabled")
+        return VpcInfo(
+            vpc_id=_field(doc, "VpcId") or vpc_id,
+            region_id=_field(doc, "RegionId") or region,
+            classic_link_enabled=enabled,
+        )
+
+    # --- one request -----------------------------------------------------------------
+
+    def _prepare(
+        self, base: URL, product: Product, action: str, params: Mapping[str, str]
+    ) -> tuple[URL, dict[str, str]]:
+        """The exact URL and headers for one request; fresh nonce and time every call."""
+        creds = self._credentials
+        version = _VERSIONS[product]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        nonce = secrets.token_hex(16)
+        host = _host_header(base)
+        headers = {"Host": host, "User-Agent": self._user_agent, "Accept": "application/json"}
+        if self._settings.signature is SignatureVersion.V1:
+            query = {
+                **params,
+                "Action": action,
+                "Version": version,
+                "Format": "JSON",
+                "AccessKeyId": creds.access_key_id,
+                "SignatureMethod": "HMAC-SHA1",
+                "SignatureVersion": "1.0",
+                "SignatureNonce": nonce,
+                "Timestamp": now,
+            }
+            if creds.security_token:
+                query["SecurityToken"] = creds.security_token
+            query["Signature"] = sign_v1("POST", query, creds.access_key_secret)
+        else:
+            query = dict(params)
+            signed = {
+                "host": host,
+                "x-acs-action": action,
+                "x-acs-version": version,
+                "x-acs-date": now,
+                "x-acs-signature-nonce": nonce,
+                "x-acs-content-sha256": EMPTY_SHA256,
+            }
+            if creds.security_token:
+                # As the tea SDK sends an STS request: the key id travels beside the token.
+                signed["x-acs-accesskey-id"] = creds.access_key_id
+                signed["x-acs-security-token"] = creds.security_token
+            headers.update({name: value for name, value in signed.items() if name != "host"})
+            headers["Authorization"] = v3_authorization(
+                creds.access_key_id,
+                creds.access_key_secret,
+                "POST",
+                "/",
+                query,
+                signed,
+                EMPTY_SHA256,
+            )
+        url = URL(f"{base.scheme}://{host}/?{canonical_query(query)}", encoded=True)
+        return url, headers
+
+    async def _call(
+        self, product: Product, region: str, action: str, params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Send one request and return the answer's JSON object, or raise one ``EcsError``."""
+        if self._session is None:
+            raise RuntimeError("EcsClient is used outside `async with`")
+        base = self._endpoint or endpoint_for(self._settings, product, region)
+        if self._gate is not None:
+            await self._gate(region, action)
+        url, headers = self._prepare(base, product, action, params)
+        try:
+            # No Content-Type, as the SDKs send an empty body (aiohttp would add one).
+            async with self._session.post(
+                url, headers=headers, skip_auto_headers=("Content-Type",)
+            ) as response:
+                status = response.status
+                retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
+                content_type = response.headers.get("Content-Type", "")
+                body = await _read_body(response)
+        except Exception as exc:  # every foreign failure becomes one EcsError
+            error = self._translate(exc)
+            log.debug("%s %s: %s", region, action, error)
+            raise error from None
+        if body is None:
+            raise ApiError(
+                LocalCode.INVALID_RESPONSE,
+                f"the answer to {action} is larger than {MAX_BODY_BYTES} bytes",
+                http_status=status,
+                error_class=classify("", status),
+            )
+        doc = _json_object(body)
+        if 200 <= status < 300 and doc is not None and _field(doc, "RequestId"):
+            log.debug("%s %s: HTTP %s [RequestId %s]", region, action, status, doc["RequestId"])
+            return doc
+        error = self._answer_error(
+            action,
+            status=status,
+            doc=doc,
+            body=body,
+            content_type=content_type,
+            retry_after=retry_after,
+        )
+        log.debug("%s %s: %s", region, action, error)
+        raise error
+
+    def _answer_error(
+        self,
+        action: str,
+        *,
+        status: int,
+        doc: dict[str, Any] | None,
+        body: bytes,
+        content_type: str,
+        retry_after: float | None,
+    ) -> ApiError:
+        """An error answer (JSON or XML ``<Error>``) or an answer we cannot read."""
+        fields: Mapping[str, Any] | None = doc if doc is not None else _xml_error(body)
+        if fields is not None:
+            code = _field(fields, "Code", "code")
+            request_id = _field(fields, "RequestId", "requestId")
+            host_id = _field(fields, "HostId", "hostId")
+            if code:
+                message = _field(fields, "Message", "message") or "(no message)"
+                return ApiError(
+                    code,
+                    self._scrub(message),
+                    http_status=status,
+                    request_id=request_id,
+                    host_id=host_id,
+                    retry_after=retry_after,
+                )
+            what = "success without a RequestId" if 200 <= status < 300 else "error without a Code"
+            return ApiError(
+                LocalCode.INVALID_RESPONSE,
+                f"{action}: HTTP {status}, {what}",
+                http_status=status,
+                request_id=request_id,
+                host_id=host_id,
+                retry_after=retry_after,
+                error_class=classify("", status),
+            )
+        return ApiError(
+            LocalCode.INVALID_RESPONSE,
+            f"{action}: HTTP {status} with an unreadable body "
+            f"({_describe_body(body, content_type)})",
+            http_status=status,
+            retry_after=retry_after,
+            error_class=classify("", status),
+        )
+
+    def _translate(self, exc: Exception) -> EcsError:
+        """The one place foreign exceptions become ``EcsError``; its class is what was sent.
+
+        Order matters: aiohttp's connect errors are ``OSError`` subclasses, and its timeouts
+        are ``TimeoutError`` (itself an ``OSError``).
+        """
+        if isinstance(exc, EcsError):
+            return exc
+        code: LocalCode
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            # Raised while acquiring or opening the connection: the request was not written.
+            code = LocalCode.CONNECT_FAILED
+            message = f"no connection within {self._settings.connect_timeout:g} s"
+        elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            code = LocalCode.CONNECT_FAILED
+            message = f"TLS certificate verification failed for {exc.host}: {exc.certificate_error}"
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            code = LocalCode.CONNECT_FAILED
+            message = f"cannot connect to {exc.host}:{exc.port}: {reason}"
+        elif isinstance(exc, TimeoutError):
+            code = LocalCode.TIMEOUT
+            message = f"no answer within the read timeout ({self._settings.read_timeout:g} s)"
+        elif isinstance(exc, aiohttp.ClientResponseError):
+            # A malformed HTTP answer (status line, headers): str(exc) would show the URL.
+            code = LocalCode.INVALID_RESPONSE
+            message = f"malformed HTTP answer: {self._scrub(exc.message)}"
+        elif isinstance(
+            exc,
+            aiohttp.ServerDisconnectedError
+            | aiohttp.ClientPayloadError
+            | ConnectionError
+            | aiohttp.ClientOSError,
+        ):
+            code = LocalCode.CONNECTION_LOST
+            message = f"connection lost: {self._scrub(str(exc)) or type(exc).__name__}"
+        else:
+            # Anything else (other aiohttp or OS errors): it may have been sent; say so.
+            code = LocalCode.CONNECTION_LOST
+            message = f"request failed: {type(exc).__name__}"
+        return TransportError(code, message)
+
+    def _scrub(self, text: str) -> str:
+        """Remove the secret and the token, raw or (doubly) percent-encoded, from service text."""
+        creds = self._credentials
+        for secret in (creds.access_key_secret, creds.security_token):
+            if not secret:
+                continue
+            once = percent_encode(secret)
+            for form in (percent_encode(once), once, secret):
+                text = text.replace(form, "****")
+        return text
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The whole body, or None when it exceeds ``MAX_BODY_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- success decoding --------------------------------------------------------------------
+
+
+def _check_ids(instance_ids: Sequence[str]) -> None:
+    if isinstance(instance_ids, str):
+        raise TypeError("instance_ids must be a sequence of ids, not one string")
+    if len(instance_ids) > MAX_IDS_PER_CALL:
+        raise ValueError(f"at most {MAX_IDS_PER_CALL} instance ids per call")
+
+
+def _malformed(doc: Mapping[str, Any], action: str, what: str) -> ApiError:
+    return ApiError(
+        LocalCode.INVALID_RESPONSE,
+        f"{action}: the answer has no usable {what}",
+        http_status=200,
+        request_id=_field(doc, "RequestId"),
+    )
+
+
+def _count(doc: Mapping[str, Any], action: str) -> int:
+    value = doc.get("TotalCount")
+    if isinstance(value, bool):
+        raise _malformed(doc, action, "TotalCount")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise _malformed(doc, action, "TotalCount")
+
+
+def _items(doc: Mapping[str, Any], outer: str, inner: str, action: str) -> list[Mapping[str, Any]]:
+    """``doc[outer][inner]`` as a list of objects; an absent or empty ``outer`` is no items."""
+    box = doc.get(outer)
+    if box is None or box in ("", {}):
+        return []
+    items = box.get(inner, []) if isinstance(box, dict) else None
+    if isinstance(items, dict):  # a lone item, as XML-to-JSON converters sometimes give
+        items = [items]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise _malformed(doc, action, f"{outer}.{inner}")
+    return items
+
+
+def _required(item: Mapping[str, Any], name: str, doc: Mapping[str, Any], action: str) -> str:
+    value = _field(item, name)
+    if not value:
+        raise _malformed(doc, action, name)
+    return value

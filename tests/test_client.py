@@ -1,0 +1,866 @@
+"""The real ``EcsClient`` against a small aiohttp server on loopback.
+
+The server checks every request with the official SDKs' signers (``aliyun-python-sdk-core``
+and ``alibabacloud-tea-openapi`` for V1, tea for V3), never with ours, and checks that the
+query bytes on the wire are the RFC 3986 canonical form that was signed. Then it answers
+whatever shape a test asks for: success, every error class, XML, garbage, a hang, a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aliyunsdkcore.auth.composer.rpc_signature_composer as core_composer  # type: ignore[import-untyped]
+import pytest
+from aiohttp import web
+from alibabacloud_tea_openapi.utils import Utils as TeaUtils  # type: ignore[import-untyped]
+
+from bulk_attach.api.client import (
+    EcsClient,
+    InstanceInfo,
+    Link,
+    VpcInfo,
+    endpoint_for,
+    parse_endpoint,
+)
+from bulk_attach.api.credentials import Credentials
+from bulk_attach.core.catalog import ErrorClass, LocalCode
+from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
+from bulk_attach.settings import ClientSettings, SignatureVersion
+
+core_string_to_sign: Any = getattr(core_composer, "__compose_string_to_sign")
+core_signature: Any = getattr(core_composer, "__get_signature")
+
+AK = "LTAI5tClientTestKey01"
+SECRET = "client-test-secret-Zq81"
+STS_AK = "STS.NTestStsKey0000002"
+STS_SECRET = "sts-test-secret-Wp22"
+TOKEN = "CAIS-test-sts-token+/=value"
+REGION = "cn-hangzhou"
+HEX32 = re.compile(r"[0-9a-f]{32}")
+AUTH = re.compile(
+    r"ACS3-HMAC-SHA256 Credential=(?P<ak>[^,]+),SignedHeaders=(?P<signed>[^,]+),"
+    r"Signature=(?P<signature>[0-9a-f]{64})"
+)
+SIGNATURES = [SignatureVersion.V3, SignatureVersion.V1]
+
+Responder = Callable[["Seen"], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Seen:
+    """One request as the server received it, after the official signers accepted it."""
+
+    signature: str  # "v1" or "v3"
+    action: str
+    version: str
+    params: dict[str, str]  # operation parameters only
+    access_key_id: str
+    nonce: str
+    headers: dict[str, str]
+    request: web.Request | None = field(default=None, repr=False)
+
+
+def _canonical_raw_query(params: dict[str, str]) -> str:
+    """What the raw query must be: sorted, RFC 3986 (stdlib here, not our encoder)."""
+    return urlencode(sorted(params.items()), safe="~", quote_via=quote)
+
+
+def _check_time(value: str) -> None:
+    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(moment.timestamp() - time.time()) < 15 * 60
+
+
+def _check_v1(request: web.Request, secrets: dict[str, str], tokens: dict[str, str]) -> Seen:
+    params = dict(request.query)
+    assert len(params) == len(request.query), "a parameter was sent twice"
+    signature = params.pop("Signature")
+    ak = params["AccessKeyId"]
+    string_to_sign = core_string_to_sign(request.method, dict(params))
+    assert signature == core_signature(string_to_sign, secrets[ak]), "sdk-core disagrees"
+    assert signature == TeaUtils.get_rpcsignature(dict(params), request.method, secrets[ak])
+    assert params.pop("Format") == "JSON"
+    assert params.pop("SignatureMethod") == "HMAC-SHA1"
+    assert params.pop("SignatureVersion") == "1.0"
+    assert tokens.get(ak) == params.pop("SecurityToken", None)
+    nonce = params.pop("SignatureNonce")
+    _check_time(params.pop("Timestamp"))
+    del params["AccessKeyId"]
+    action, version = params.pop("Action"), params.pop("Version")
+    return Seen("v1", action, version, params, ak, nonce, dict(request.headers))
+
+
+def _check_v3(
+    request: web.Request, body: bytes, secrets: dict[str, str], tokens: dict[str, str]
+) -> Seen:
+    match = AUTH.fullmatch(request.headers["Authorization"])
+    assert match, request.headers["Authorization"]
+    ak, signed = match["ak"], match["signed"].split(";")
+    sent = {name.lower() for name in request.headers}
+    assert "host" in signed
+    assert {name for name in sent if name.startswith("x-acs-")} <= set(signed)
+    payload = hashlib.sha256(body).hexdigest()
+    assert request.headers["x-acs-content-sha256"] == payload
+    official = SimpleNamespace(
+        method=request.method,
+        pathname=request.path,
+        query=dict(request.query),
+        headers={name: request.headers[name] for name in signed},
+    )
+    expected = TeaUtils.get_authorization(official, "ACS3-HMAC-SHA256", payload, ak, secrets[ak])
+    assert request.headers["Authorization"] == expected, "tea-openapi disagrees"
+    assert tokens.get(ak) == request.headers.get("x-acs-security-token")
+    if ak in tokens:
+        assert request.headers["x-acs-accesskey-id"] == ak
+    _check_time(request.headers["x-acs-date"])
+    return Seen(
+        "v3",
+        request.headers["x-acs-action"],
+        request.headers["x-acs-version"],
+        dict(request.query),
+        ak,
+        request.headers["x-acs-signature-nonce"],
+        dict(request.headers),
+    )
+
+
+def reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(payload),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_body(code: str, message: str = "it went wrong") -> dict[str, str]:
+    return {
+        "RequestId": "E0000000-0000-4000-8000-000000000001",
+        "HostId": "ecs.cn-hangzhou.aliyuncs.com",
+        "Code": code,
+        "Message": message,
+        "Recommend": "https://api.aliyun.com/troubleshoot?q=" + code,
+    }
+
+
+@dataclass
+class FakeEcs:
+    """A loopback ECS that trusts only the official signers."""
+
+    secrets: dict[str, str] = field(default_factory=lambda: {AK: SECRET, STS_AK: STS_SECRET})
+    tokens: dict[str, str] = field(default_factory=lambda: {STS_AK: TOKEN})
+    seen: list[Seen] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    timeline: list[tuple[str, str]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    respond: Responder | None = None
+    endpoint: str = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            assert request.method == "POST"
+            assert request.path == "/"
+            assert body == b""
+            assert "Content-Type" not in request.headers
+            raw_query = request.raw_path.partition("?")[2]
+            assert raw_query == _canonical_raw_query(dict(request.query)), raw_query
+            if "Authorization" in request.headers:
+                seen = _check_v3(request, body, self.secrets, self.tokens)
+            else:
+                seen = _check_v1(request, self.secrets, self.tokens)
+            assert HEX32.fullmatch(seen.nonce), seen.nonce
+            expected_version = (
+                "2016-04-28" if seen.action == "DescribeVpcAttribute" else ("2014-05-26")
+            )
+            assert seen.version == expected_version
+        except Exception as exc:  # any check that fails is a failure of the client
+            self.failures.append(f"{type(exc).__name__}: {exc}")
+            return reply(400, error_body("SignatureDoesNotMatch", "rejected by the test server"))
+        seen.request = request
+        self.seen.append(seen)
+        self.timeline.append(("request", seen.action))
+        if self.respond is not None:
+            return await self.respond(seen)
+        return self.default(seen)
+
+    def default(self, seen: Seen) -> web.Response:
+        rid = f"R{len(self.seen):07d}-0000-4000-8000-000000000000"
+        if seen.action in ("AttachClassicLinkVpc", "DetachClassicLinkVpc"):
+            return reply(200, {"RequestId": rid, "Echo": seen.params})
+        if seen.action == "DescribeClassicLinkInstances":
+            wanted = set(seen.params.get("InstanceId", "").split(",")) - {""}
+            matching = [
+                (i, v)
+                for i, v in self.links
+                if (not wanted or i in wanted) and v == seen.params.get("VpcId", v)
+            ]
+            size, number = int(seen.params["PageSize"]), int(seen.params["PageNumber"])
+            page = matching[(number - 1) * size : number * size]
+            return reply(
+                200,
+                {
+                    "RequestId": rid,
+                    "TotalCount": len(matching),
+                    "PageNumber": number,
+                    "PageSize": size,
+                    "Links": {"Link": [{"InstanceId": i, "VpcId": v} for i, v in page]},
+                },
+            )
+        if seen.action == "DescribeInstances":
+            ids = json.loads(seen.params["InstanceIds"])
+            instances = [
+                {
+                    "InstanceId": i,
+                    "RegionId": seen.params["RegionId"],
+                    "Status": "Running" if n % 2 == 0 else "Stopped",
+                    "InstanceNetworkType": "classic",
+                }
+                for n, i in enumerate(ids)
+                if not i.startswith("i-gone")
+            ]
+            return reply(
+                200,
+                {
+                    "RequestId": rid,
+                    "TotalCount": len(instances),
+                    "Instances": {"Instance": instances},
+                },
+            )
+        if seen.action == "DescribeVpcAttribute":
+            return reply(
+                200,
+                {
+                    "RequestId": rid,
+                    "VpcId": seen.params["VpcId"],
+                    "RegionId": seen.params["RegionId"],
+                    "ClassicLinkEnabled": seen.params["VpcId"] != "vpc-off",
+                },
+            )
+        return reply(404, error_body("InvalidAction.NotFound"))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeEcs]:
+    server = FakeEcs()
+    app = web.Application()
+    app.router.add_route("*", "/", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.endpoint = f"http://127.0.0.1:{port}"
+    yield server
+    server.release.set()
+    await runner.cleanup()
+    assert server.failures == [], server.failures
+
+
+class SpyGate:
+    def __init__(self, timeline: list[tuple[str, str]]) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self._timeline = timeline
+
+    async def __call__(self, region: str, action: str) -> None:
+        self.calls.append((region, action))
+        self._timeline.append(("gate", action))
+
+
+def make_client(
+    fake: FakeEcs | str,
+    signature: SignatureVersion = SignatureVersion.V3,
+    *,
+    sts: bool = False,
+    read_timeout: float = 10.0,
+    gate: SpyGate | None = None,
+) -> EcsClient:
+    endpoint = fake if isinstance(fake, str) else fake.endpoint
+    settings = ClientSettings(
+        endpoint=endpoint, signature=signature, read_timeout=read_timeout, connect_timeout=5.0
+    )
+    creds = (
+        Credentials(STS_AK, STS_SECRET, TOKEN, source="test (sts)")
+        if sts
+        else Credentials(AK, SECRET, source="test")
+    )
+    return EcsClient(settings, creds, gate=gate, user_agent="tests/1")
+
+
+# --- signatures and the wire ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+@pytest.mark.parametrize("sts", [False, True])
+async def test_attach_is_signed_as_the_official_sdks_sign(
+    fake: FakeEcs, signature: SignatureVersion, sts: bool
+) -> None:
+    async with make_client(fake, signature, sts=sts) as client:
+        request_id = await client.attach_classic_link_vpc(REGION, "i-bp1abc", "vpc-bp1xyz")
+    assert request_id.startswith("R0000001")
+    [seen] = fake.seen
+    assert seen.signature == signature.value
+    assert seen.action == "AttachClassicLinkVpc"
+    assert seen.access_key_id == (STS_AK if sts else AK)
+    assert seen.params == {"RegionId": REGION, "InstanceId": "i-bp1abc", "VpcId": "vpc-bp1xyz"}
+    assert "tests/1" in seen.headers["User-Agent"]
+    assert seen.headers["Accept"] == "application/json"
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+async def test_tricky_values_arrive_exactly_as_signed(
+    fake: FakeEcs, signature: SignatureVersion
+) -> None:
+    tricky = ["i-ü x*~+/=&%?#中", "", "a" * 600, "  spaced  ", "%41%2B"]
+    async with make_client(fake, signature) as client:
+        for value in tricky:
+            await client.detach_classic_link_vpc(REGION, value, "vpc-" + value)
+    assert [seen.params["InstanceId"] for seen in fake.seen] == tricky
+    assert [seen.params["VpcId"] for seen in fake.seen] == ["vpc-" + v for v in tricky]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+async def test_nonce_fresh_per_request(fake: FakeEcs, signature: SignatureVersion) -> None:
+    async with make_client(fake, signature) as client:
+        for _ in range(5):
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert len({seen.nonce for seen in fake.seen}) == 5
+
+
+async def test_wrong_secret_is_caught_by_the_official_signer(fake: FakeEcs) -> None:
+    fake.secrets[AK] = "not-the-secret-the-client-has"
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == "SignatureDoesNotMatch"
+    assert info.value.error_class is ErrorClass.FATAL
+    assert len(fake.failures) == 1
+    fake.failures.clear()
+
+
+# --- the actions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+async def test_describe_classic_links_fetches_every_page_through_the_gate(
+    fake: FakeEcs, signature: SignatureVersion
+) -> None:
+    fake.links = [(f"i-{n:04d}", "vpc-a") for n in range(250)] + [("i-other", "vpc-b")]
+    gate = SpyGate(fake.timeline)
+    async with make_client(fake, signature, gate=gate) as client:
+        links = await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert links == [Link(f"i-{n:04d}", "vpc-a") for n in range(250)]
+    assert [(s.params["PageNumber"], s.params["PageSize"]) for s in fake.seen] == [
+        ("1", "100"),
+        ("2", "100"),
+        ("3", "100"),
+    ]
+    assert gate.calls == [(REGION, "DescribeClassicLinkInstances")] * 3
+    # The gate is awaited before each request, once.
+    assert (
+        fake.timeline
+        == [("gate", "DescribeClassicLinkInstances"), ("request", "DescribeClassicLinkInstances")]
+        * 3
+    )
+
+
+async def test_describe_classic_links_by_instance_ids(fake: FakeEcs) -> None:
+    fake.links = [("i-1", "vpc-a"), ("i-2", "vpc-b"), ("i-3", "vpc-a")]
+    async with make_client(fake) as client:
+        links = await client.describe_classic_link_instances(
+            REGION, instance_ids=["i-1", "i-2", "i-9"]
+        )
+        both = await client.describe_classic_link_instances(
+            REGION, vpc_id="vpc-a", instance_ids=["i-1", "i-2"]
+        )
+    assert links == [Link("i-1", "vpc-a"), Link("i-2", "vpc-b")]
+    assert both == [Link("i-1", "vpc-a")]
+    assert fake.seen[0].params["InstanceId"] == "i-1,i-2,i-9"
+    assert "VpcId" not in fake.seen[0].params
+
+
+async def test_describe_classic_links_empty(fake: FakeEcs) -> None:
+    async def empty(seen: Seen) -> web.Response:
+        return reply(200, {"RequestId": "R1", "TotalCount": 0, "Links": {"Link": []}})
+
+    fake.respond = empty
+    async with make_client(fake) as client:
+        assert await client.describe_classic_link_instances(REGION, vpc_id="vpc-a") == []
+
+
+async def test_describe_classic_links_argument_checks(fake: FakeEcs) -> None:
+    async with make_client(fake) as client:
+        with pytest.raises(ValueError, match="vpc_id or instance_ids"):
+            await client.describe_classic_link_instances(REGION)
+        with pytest.raises(ValueError, match="100"):
+            await client.describe_classic_link_instances(
+                REGION, instance_ids=[f"i-{n}" for n in range(101)]
+            )
+    assert fake.seen == []
+
+
+async def test_count_classic_links(fake: FakeEcs) -> None:
+    fake.links = [(f"i-{n}", "vpc-a") for n in range(998)]
+    gate = SpyGate(fake.timeline)
+    async with make_client(fake, gate=gate) as client:
+        assert await client.count_classic_links(REGION, "vpc-a") == 998
+    [seen] = fake.seen
+    assert seen.params["PageSize"] == "1"
+    assert gate.calls == [(REGION, "DescribeClassicLinkInstances")]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+async def test_describe_instances(fake: FakeEcs, signature: SignatureVersion) -> None:
+    async with make_client(fake, signature) as client:
+        found = await client.describe_instances(REGION, ["i-a", "i-gone", "i-b"])
+        assert await client.describe_instances(REGION, []) == []
+    assert found == [
+        InstanceInfo("i-a", REGION, "Running", "classic"),
+        InstanceInfo("i-b", REGION, "Running", "classic"),
+    ]
+    [seen] = fake.seen  # the empty list sent nothing: it would have listed every instance
+    assert json.loads(seen.params["InstanceIds"]) == ["i-a", "i-gone", "i-b"]
+    assert seen.params["PageSize"] == "100"
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+async def test_describe_vpc_attribute_uses_the_vpc_api_version(
+    fake: FakeEcs, signature: SignatureVersion
+) -> None:
+    async with make_client(fake, signature) as client:
+        on = await client.describe_vpc_attribute(REGION, "vpc-on")
+        off = await client.describe_vpc_attribute(REGION, "vpc-off")
+    assert on == VpcInfo("vpc-on", REGION, True)
+    assert off == VpcInfo("vpc-off", REGION, False)
+    assert {seen.version for seen in fake.seen} == {"2016-04-28"}
+
+
+# --- error answers ---------------------------------------------------------------------------
+
+T, A, N, P, F = (
+    ErrorClass.THROTTLED,
+    ErrorClass.AMBIGUOUS,
+    ErrorClass.NOT_SENT,
+    ErrorClass.PERMANENT,
+    ErrorClass.FATAL,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retry_after_header", "error_class", "retry_after"),
+    [
+        (400, "Throttling.User", "1500", T, 1.5),
+        (400, "Throttling", None, T, None),
+        (400, "Throttling.Api", "abc", T, None),
+        (400, "Throttling.Api", "0", T, None),
+        (500, "InternalError", None, A, None),
+        (503, "ServiceUnavailable", None, A, None),
+        (403, "OperationDenied", None, P, None),
+        (400, "Abs.InvalidInstanceId.MalFormed", None, P, None),
+        (404, "InvalidInstanceId.NotFound", None, P, None),
+        (403, "InvalidInstanceId.NotFound", None, P, None),
+        (403, "QuotaExceeded", None, P, None),
+        (403, "InvalidStatus.InstanceLocked", None, P, None),
+        (400, "SignatureDoesNotMatch", None, F, None),
+        (404, "InvalidAccessKeyId.NotFound", None, F, None),
+        (400, "InvalidAccessKeyId.NotFound", None, F, None),
+        (403, "Forbidden.RAM", None, F, None),
+        (400, "SignatureNonceUsed", None, N, None),
+        (400, "Brand.New.Code", None, P, None),
+        (503, "Brand.New.Code", None, A, None),
+        (429, "Brand.New.Code", "250", T, 0.25),
+        (400, "Throttling.Brand.New", None, T, None),
+    ],
+)
+async def test_error_answers_are_classified(
+    fake: FakeEcs,
+    *,
+    status: int,
+    code: str,
+    retry_after_header: str | None,
+    error_class: ErrorClass,
+    retry_after: float | None,
+) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        headers = {"x-acs-retry-after": retry_after_header} if retry_after_header else None
+        return reply(status, error_body(code, f"message for {code}"), headers)
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    error = info.value
+    assert (error.code, error.http_status, error.error_class, error.retry_after) == (
+        code,
+        status,
+        error_class,
+        retry_after,
+    )
+    assert error.message == f"message for {code}"
+    assert error.request_id == "E0000000-0000-4000-8000-000000000001"
+    assert error.host_id == "ecs.cn-hangzhou.aliyuncs.com"
+
+
+async def test_xml_error_body(fake: FakeEcs) -> None:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><Error><RequestId>X-1</RequestId>'
+        "<HostId>ecs.aliyuncs.com</HostId><Code>OperationDenied</Code>"
+        "<Message>The specified VPC are unable to attach &amp; link</Message></Error>"
+    )
+
+    async def answer(seen: Seen) -> web.Response:
+        return web.Response(status=403, text=xml, content_type="text/xml")
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    error = info.value
+    assert (error.code, error.http_status, error.request_id, error.host_id) == (
+        "OperationDenied",
+        403,
+        "X-1",
+        "ecs.aliyuncs.com",
+    )
+    assert error.message == "The specified VPC are unable to attach & link"
+    assert error.error_class is ErrorClass.PERMANENT
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error_class"),
+    [
+        (502, "<html><body>502 Bad Gateway</body></html>", "text/html", A),
+        (403, "<html>denied by a proxy</html>", "text/html", P),
+        (200, "<html>a captive portal</html>", "text/html", A),
+        (200, '{"NoRequestId": true}', "application/json", A),
+        (200, "[1, 2, 3]", "application/json", A),
+        (400, '{"RequestId": "R-9", "Message": "no code"}', "application/json", P),
+        (500, "\xff\xfe garbage", "application/octet-stream", A),
+        (429, "slow down", "text/plain", T),
+    ],
+)
+async def test_unreadable_answers_are_invalid_response(
+    fake: FakeEcs, status: int, body: str, content_type: str, error_class: ErrorClass
+) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == LocalCode.INVALID_RESPONSE
+    assert info.value.http_status == status
+    assert info.value.error_class is error_class
+    assert info.value.__cause__ is None
+
+
+async def test_malformed_success_is_invalid_response(fake: FakeEcs) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return reply(200, {"RequestId": "R-7", "Links": {"Link": "nope"}, "TotalCount": 3})
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert info.value.code == LocalCode.INVALID_RESPONSE
+    assert info.value.request_id == "R-7"
+
+
+async def test_service_messages_are_scrubbed_of_the_token(fake: FakeEcs) -> None:
+    """A V1 SignatureDoesNotMatch echoes the string to sign, STS token included."""
+
+    async def answer(seen: Seen) -> web.Response:
+        once = quote(TOKEN, safe="~")
+        message = (
+            "Specified signature is not matched with our calculation. server string to sign "
+            f"is:POST&%2F&SecurityToken%3D{quote(once, safe='~')} raw {TOKEN} once {once} "
+            f"secret {STS_SECRET}"
+        )
+        return reply(400, error_body("SignatureDoesNotMatch", message))
+
+    fake.respond = answer
+    async with make_client(fake, SignatureVersion.V1, sts=True) as client:
+        with pytest.raises(ApiError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    text = f"{info.value} {info.value!r} {info.value.message}"
+    assert "server string to sign" in text
+    assert TOKEN not in text
+    assert quote(TOKEN, safe="~") not in text
+    assert quote(quote(TOKEN, safe="~"), safe="~") not in text
+    assert STS_SECRET not in text
+
+
+# --- transport failures ------------------------------------------------------------------
+
+
+async def test_timeout_is_ambiguous(fake: FakeEcs) -> None:
+    async def hang(seen: Seen) -> web.Response:
+        await asyncio.wait_for(fake.release.wait(), 30)
+        return reply(200, {"RequestId": "late"})
+
+    fake.respond = hang
+    async with make_client(fake, read_timeout=0.2) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == LocalCode.TIMEOUT
+    assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert len(fake.seen) == 1  # it was sent: hence ambiguous
+
+
+async def test_dropped_connection_is_ambiguous(fake: FakeEcs) -> None:
+    async def close_transport(seen: Seen) -> web.StreamResponse:
+        assert seen.request is not None
+        assert seen.request.transport is not None
+        seen.request.transport.abort()  # the request was read; no answer will come
+        await asyncio.sleep(0)
+        return web.Response()
+
+    fake.respond = close_transport
+    async with make_client(fake) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == LocalCode.CONNECTION_LOST
+    assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert len(fake.seen) == 1
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_connection_refused_is_not_sent() -> None:
+    gate = SpyGate([])
+    async with make_client(f"http://127.0.0.1:{closed_port()}", gate=gate) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == LocalCode.CONNECT_FAILED
+    assert info.value.error_class is ErrorClass.NOT_SENT
+    assert info.value.__cause__ is None
+    assert gate.calls == [(REGION, "AttachClassicLinkVpc")]
+
+
+@dataclass
+class RawServer:
+    """A TCP server that answers any request with fixed bytes, then closes."""
+
+    answer: bytes
+    endpoint: str = ""
+    _server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.answer)
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (b"", LocalCode.CONNECTION_LOST),
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"Req', LocalCode.CONNECTION_LOST),
+        (b"BANANA 200 nope\r\n\r\n", LocalCode.INVALID_RESPONSE),
+    ],
+)
+async def test_broken_http_answers(answer: bytes, code: LocalCode) -> None:
+    async with RawServer(answer) as raw, make_client(raw.endpoint) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert info.value.code == code
+    assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert info.value.__cause__ is None
+
+
+async def test_no_foreign_exception_slips_through(fake: FakeEcs) -> None:
+    """Every failure mode, V1 and V3: only EcsError subclasses come out."""
+
+    async def hang(seen: Seen) -> web.Response:
+        await asyncio.wait_for(fake.release.wait(), 30)
+        return reply(200, {})
+
+    async def html(seen: Seen) -> web.Response:
+        return web.Response(status=502, text="<html/>", content_type="text/html")
+
+    async def throttled(seen: Seen) -> web.Response:
+        return reply(400, error_body("Throttling.User"), {"x-acs-retry-after": "x"})
+
+    async def empty_200(seen: Seen) -> web.Response:
+        return web.Response(status=200, body=b"")
+
+    modes: list[Responder] = [hang, html, throttled, empty_200]
+    outcomes: list[type[BaseException]] = []
+    for signature in SIGNATURES:
+        for responder in modes:
+            fake.respond = responder
+            async with make_client(fake, signature, read_timeout=0.2) as client:
+                with pytest.raises(EcsError) as info:
+                    await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+                outcomes.append(type(info.value))
+        for answer in (b"", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{", b"NOPE\r\n\r\n"):
+            async with RawServer(answer) as raw, make_client(raw.endpoint, signature) as client:
+                with pytest.raises(EcsError) as info:
+                    await client.describe_instances(REGION, ["i-1"])
+                outcomes.append(type(info.value))
+        async with make_client(f"http://127.0.0.1:{closed_port()}", signature) as client:
+            with pytest.raises(EcsError) as info:
+                await client.describe_vpc_attribute(REGION, "vpc-1")
+            outcomes.append(type(info.value))
+    assert set(outcomes) == {ApiError, TransportError}
+
+
+# --- endpoints and configuration ---------------------------------------------------------
+
+
+def test_default_endpoints() -> None:
+    settings = ClientSettings()
+    assert (
+        str(endpoint_for(settings, "ecs", "cn-hangzhou")) == "https://ecs.cn-hangzhou.aliyuncs.com"
+    )
+    assert str(endpoint_for(settings, "vpc", "ap-southeast-1")) == (
+        "https://vpc.ap-southeast-1.aliyuncs.com"
+    )
+    override = ClientSettings(endpoint="https://proxy.example.com:8443")
+    assert str(endpoint_for(override, "vpc", "cn-hangzhou")) == "https://proxy.example.com:8443"
+
+
+@pytest.mark.parametrize("region", ["evil.com#", "cn-hangzhou/x", "", "CN HZ", "a..b"])
+def test_malformed_region_never_becomes_a_host(region: str) -> None:
+    with pytest.raises(ApiError) as info:
+        endpoint_for(ClientSettings(), "ecs", region)
+    assert info.value.code == "InvalidRegionId.Malformed"
+    assert info.value.error_class is ErrorClass.PERMANENT
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://localhost:1", "http://localhost:1"),
+        ("http://[::1]:9", "http://[::1]:9"),
+        ("http://127.5.6.7", "http://127.5.6.7"),
+        ("ecs.cn-hangzhou.aliyuncs.com", "https://ecs.cn-hangzhou.aliyuncs.com"),
+        ("https://ecs.cn-hangzhou.aliyuncs.com/", "https://ecs.cn-hangzhou.aliyuncs.com"),
+    ],
+)
+def test_endpoint_accepted(endpoint: str, expected: str) -> None:
+    assert str(parse_endpoint(endpoint)) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "match"),
+    [
+        ("http://ecs.cn-hangzhou.aliyuncs.com", "allow-insecure-http"),
+        ("http://10.0.0.1:8080", "allow-insecure-http"),
+        ("ftp://127.0.0.1", "http"),
+        ("https://user:pw@example.com", "password"),
+        ("https://example.com/base", "path"),
+        ("https://example.com/?a=b", "query"),
+        ("http://", "host"),
+    ],
+)
+def test_endpoint_refused(endpoint: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_endpoint(endpoint)
+    with pytest.raises(ConfigError):
+        EcsClient(ClientSettings(endpoint=endpoint), Credentials(AK, SECRET))
+
+
+def test_insecure_http_with_the_flag() -> None:
+    settings = ClientSettings(endpoint="http://ecs.example.com", allow_insecure_http=True)
+    client = EcsClient(settings, Credentials(AK, SECRET))
+    assert "http://ecs.example.com" in repr(client)
+
+
+def test_repr_shows_endpoint_and_signature_never_secrets() -> None:
+    creds = Credentials(AK, SECRET, TOKEN, source="environment (X)")
+    client = EcsClient(ClientSettings(signature=SignatureVersion.V1), creds)
+    text = repr(client)
+    assert "{ecs,vpc}" in text
+    assert "v1" in text
+    assert "environment (X)" in text
+    for secret in (SECRET, TOKEN, AK):
+        assert secret not in text
+
+
+async def test_use_outside_context_is_a_programming_error() -> None:
+    client = make_client("http://127.0.0.1:9")
+    with pytest.raises(RuntimeError, match="async with"):
+        await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+
+
+async def test_waiting_for_a_pooled_connection_too_long_is_not_sent(fake: FakeEcs) -> None:
+    """``connect`` covers the wait for a pool slot: nothing was written, so NOT_SENT."""
+
+    arrived = asyncio.Event()
+
+    async def hang(seen: Seen) -> web.Response:
+        arrived.set()
+        await asyncio.wait_for(fake.release.wait(), 30)
+        return reply(200, {"RequestId": "R-slow"})
+
+    fake.respond = hang
+    settings = ClientSettings(endpoint=fake.endpoint, max_connections=1, connect_timeout=0.2)
+    async with EcsClient(settings, Credentials(AK, SECRET)) as client:
+        slow = asyncio.create_task(client.attach_classic_link_vpc(REGION, "i-1", "vpc-1"))
+        await asyncio.wait_for(arrived.wait(), 30)  # the one connection is now busy
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-2", "vpc-1")
+        fake.release.set()
+        assert await slow == "R-slow"
+    assert info.value.code == LocalCode.CONNECT_FAILED
+    assert info.value.error_class is ErrorClass.NOT_SENT
+    assert [seen.params["InstanceId"] for seen in fake.seen] == ["i-1"]
+
+
+async def test_debug_logs_never_hold_secrets(
+    fake: FakeEcs, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def deny(seen: Seen) -> web.Response:
+        message = f"server string to sign is:POST&%2F&SecurityToken%3D{quote(TOKEN, safe='~')}"
+        return reply(400, error_body("SignatureDoesNotMatch", message))
+
+    caplog.set_level("DEBUG")
+    for signature in SIGNATURES:
+        fake.respond = None
+        async with make_client(fake, signature, sts=True) as client:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+            fake.respond = deny
+            with pytest.raises(ApiError):
+                await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+        async with make_client(f"http://127.0.0.1:{closed_port()}", signature, sts=True) as client:
+            with pytest.raises(TransportError):
+                await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    # Our records only: the test server's own access log prints the V1 query, token and all.
+    logged = "\n".join(
+        record.getMessage() for record in caplog.records if record.name.startswith("bulk_attach")
+    )
+    assert "SignatureDoesNotMatch" in logged
+    assert "ConnectFailed" in logged
+    for secret in (STS_SECRET, TOKEN, quote(TOKEN, safe="~")):
+        assert secret not in logged

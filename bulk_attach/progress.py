@@ -109,7 +109,8 @@ class LogProgress:
         return f"progress: {done}{total} rows settled, {rate:.1f} rows/s, {fields}"
 
     def close(self) -> None:
-        self._write(self.line())
+        if self._counts.settled:  # a run that failed before its first row says so elsewhere
+            self._write(self.line())
 
 
 def render_summary(summary: dict[str, Any]) -> str:

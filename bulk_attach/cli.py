@@ -146,7 +146,11 @@ FormatOpt = Annotated[
 ConcurrencyOpt = Annotated[
     int,
     typer.Option(
-        "--concurrency", min=1, max=1000, help="Requests in flight.", rich_help_panel=_RUN
+        "--concurrency",
+        min=1,
+        max=1000,
+        help="Requests in flight per region.",
+        rich_help_panel=_RUN,
     ),
 ]
 RateOpt = Annotated[

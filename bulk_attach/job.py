@@ -108,7 +108,31 @@ class RowSource(Protocol):
     def extra_columns(self) -> tuple[str, ...]: ...
     @property
     def total(self) -> int: ...
+    @property
+    def regions(self) -> frozenset[str]: ...
     def __iter__(self) -> Iterator[Row | RowResult]: ...
+
+
+def _lanes(source: RowSource) -> list[Iterable[Row | RowResult]]:
+    """One lane per region, so a region-sorted input still runs its regions side by side.
+
+    Each lane streams the whole source again and keeps its region's rows (the source is
+    re-iterable and reading is cheap next to the API); rows rejected as input go to the
+    first lane only.
+    """
+    regions = sorted(source.regions)
+    if len(regions) <= 1:
+        return [source]
+
+    def lane(region: str, rejected_too: bool) -> Iterator[Row | RowResult]:
+        for item in source:
+            if isinstance(item, RowResult):
+                if rejected_too:
+                    yield item
+            elif item.region_id == region:
+                yield item
+
+    return [lane(region, index == 0) for index, region in enumerate(regions)]
 
 
 def _planned(
@@ -212,7 +236,7 @@ async def run_job(
         if install_signal_handlers:
             _install_signals(control, pool, settings.drain_timeout, emit)
         try:
-            await pool.run(_planned(rows, plan.planner, in_doubt))
+            await pool.run(*(_planned(lane, plan.planner, in_doubt) for lane in _lanes(rows)))
         finally:
             if install_signal_handlers:
                 _remove_signals()
@@ -382,6 +406,10 @@ class _Picked:
     @property
     def total(self) -> int:
         return len(self.rows)
+
+    @property
+    def regions(self) -> frozenset[str]:
+        return frozenset(row.region_id for row in self.rows)
 
     def __iter__(self) -> Iterator[Row | RowResult]:
         return iter(self.rows)

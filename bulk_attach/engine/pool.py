@@ -32,13 +32,23 @@ INTERRUPTED_IN_FLIGHT = (
 _YIELD_EVERY = 256  # let the loop breathe while the reader records rejected rows
 
 
+class _Lane:
+    """One stream of items, its bounded queue, and the row its producer is handing over."""
+
+    __slots__ = ("items", "pending", "queue")
+
+    def __init__(self, items: Iterator[Row | RowResult], size: int) -> None:
+        self.items = items
+        self.queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=size)
+        self.pending: Row | None = None
+
+
 class Pool:
     __slots__ = (
         "_concurrency",
         "_control",
         "_hard_stop",
         "_in_flight",
-        "_pending",
         "_record",
         "_settle",
         "_skip",
@@ -61,7 +71,6 @@ class Pool:
         self._control = control
         self._concurrency = concurrency
         self._in_flight: dict[int, Row] = {}
-        self._pending: Row | None = None
         self._hard_stop = asyncio.Event()
 
     @property
@@ -72,17 +81,22 @@ class Pool:
         """Cancel the workers now (second Ctrl-C); their rows are recorded as interrupted."""
         self._hard_stop.set()
 
-    async def run(self, items: Iterable[Row | RowResult]) -> None:
-        iterator = iter(items)
-        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self._concurrency)
-        workers = [
-            asyncio.create_task(self._work(n, queue), name=f"worker-{n}")
-            for n in range(self._concurrency)
-        ]
-        producer = asyncio.create_task(self._produce(iterator, queue, len(workers)))
-        everything = asyncio.gather(producer, *workers)
+    async def run(self, *lanes: Iterable[Row | RowResult]) -> None:
+        """Run every item of every lane; each lane has its own queue and workers.
+
+        Lanes let independent streams (one per region, each under its own rate limit) make
+        progress side by side even when the input is sorted by region.
+        """
+        states = [_Lane(iter(items), self._concurrency) for items in lanes]
+        tasks: list[asyncio.Task[None]] = []
+        for index, lane in enumerate(states):
+            workers = [
+                asyncio.create_task(self._work(index * self._concurrency + n, lane.queue))
+                for n in range(self._concurrency)
+            ]
+            tasks += [asyncio.create_task(self._produce(lane, len(workers))), *workers]
+        everything = asyncio.gather(*tasks)
         hard = asyncio.create_task(self._hard_stop.wait())
-        tasks = (producer, *workers)
         try:
             waiters: set[asyncio.Future[Any]] = {everything, hard}
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -96,21 +110,20 @@ class Pool:
                 await asyncio.gather(*tasks, return_exceptions=True)
         if failure is not None:
             raise failure  # a bug in a worker: never swallow it
-        # After a hard stop: whatever the queue and the reader still hold is skipped.
+        # After a hard stop: whatever the queues and the readers still hold is skipped.
         message = self._control.skip_message()
-        if self._pending is not None:
-            self._record(self._skip(self._pending, message))
-            self._pending = None
-        while not queue.empty():
-            row = queue.get_nowait()
-            if row is not None:
-                self._record(self._skip(row, message))
-        self._record_rest(iterator, message)
+        for lane in states:
+            if lane.pending is not None:
+                self._record(self._skip(lane.pending, message))
+                lane.pending = None
+            while not lane.queue.empty():
+                row = lane.queue.get_nowait()
+                if row is not None:
+                    self._record(self._skip(row, message))
+            self._record_rest(lane.items, message)
 
-    async def _produce(
-        self, iterator: Iterator[Row | RowResult], queue: asyncio.Queue[Row | None], workers: int
-    ) -> None:
-        for count, item in enumerate(iterator, 1):
+    async def _produce(self, lane: _Lane, workers: int) -> None:
+        for count, item in enumerate(lane.items, 1):
             if isinstance(item, RowResult):
                 self._record(item)  # rejected by the reader: nothing to send
                 if count % _YIELD_EVERY == 0:
@@ -121,11 +134,11 @@ class Pool:
                 if count % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
                 continue
-            self._pending = item
-            await queue.put(item)
-            self._pending = None
+            lane.pending = item
+            await lane.queue.put(item)
+            lane.pending = None
         for _ in range(workers):
-            await queue.put(None)
+            await lane.queue.put(None)
 
     async def _work(self, number: int, queue: asyncio.Queue[Row | None]) -> None:
         while (row := await queue.get()) is not None:

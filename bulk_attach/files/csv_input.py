@@ -185,6 +185,11 @@ class PairsReader:
     def extra_columns(self) -> tuple[str, ...]:
         return self.columns.extra_names
 
+    @property
+    def regions(self) -> frozenset[str]:
+        """The regions of the valid rows (each gets its own lane and rate limit)."""
+        return frozenset(region for region, _ in self._targets)
+
     def check(self) -> PairsReader:
         """Nothing more to do: construction already validated the whole file (kept so a
         caller can say "validate first" explicitly); returns the reader for chaining."""

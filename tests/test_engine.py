@@ -281,3 +281,34 @@ async def test_a_bug_in_a_worker_is_raised_not_swallowed() -> None:
     )
     with pytest.raises(RuntimeError, match="bug"):
         await pool.run(rows(5))
+
+
+async def test_lanes_run_side_by_side_and_record_every_item_once() -> None:
+    api = FakeApi()
+    attacher, control, _ = make(api)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def settle(row: Row) -> RowResult:
+        started.append(row.vpc_id)
+        if len(set(started)) == 2:
+            release.set()  # both lanes have a row in flight at once
+        await release.wait()
+        return await attacher.settle(row)
+
+    results: list[RowResult] = []
+    pool = Pool(
+        settle=settle,
+        record=results.append,
+        skip=attacher.skipped,
+        control=control,
+        concurrency=1,
+    )
+    invalid = RowResult(line=1, region_id="", instance_id="x", vpc_id="", status=Status.INVALID)
+    lane_a: list[Row | RowResult] = [invalid, *rows(5, vpc="vpc-a")]
+    lane_b: list[Row | RowResult] = rows(5, vpc="vpc-b", start=100)
+    # Were the lanes run one after the other, the first row would wait for ever.
+    async with asyncio.timeout(10):
+        await pool.run(lane_a, lane_b)
+    assert sorted(r.line for r in results) == sorted(i.line for i in (*lane_a, *lane_b))
+    assert Counter(r.status for r in results) == {Status.ATTACHED: 10, Status.INVALID: 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -128,7 +129,7 @@ ConfigFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--config-file",
-        help="The aliyun CLI config file [default: ~/.aliyun/config.json].",
+        help="The aliyun CLI config file \\[default: ~/.aliyun/config.json].",
         rich_help_panel=_CRED,
     ),
 ]
@@ -136,7 +137,7 @@ ReportOpt = Annotated[
     Path | None,
     typer.Option(
         "--report",
-        help="Report path [default: beside the input, INPUT.report.csv or .jsonl].",
+        help="Report path \\[default: beside the input, INPUT.report.csv or .jsonl].",
         rich_help_panel=_OUT,
     ),
 ]
@@ -508,16 +509,16 @@ def emulator(
     vpc_quota: Annotated[
         int | None,
         typer.Option(
-            "--vpc-quota", min=0, help="Links per VPC [default: 1000].", rich_help_panel=_EMU
+            "--vpc-quota", min=0, help="Links per VPC \\[default: 1000].", rich_help_panel=_EMU
         ),
     ] = None,
     access_key_id: Annotated[
         str | None,
-        typer.Option("--access-key-id", help="[default: generated]", rich_help_panel=_EMU),
+        typer.Option("--access-key-id", help="\\[default: generated]", rich_help_panel=_EMU),
     ] = None,
     access_key_secret: Annotated[
         str | None,
-        typer.Option("--access-key-secret", help="[default: generated]", rich_help_panel=_EMU),
+        typer.Option("--access-key-secret", help="\\[default: generated]", rich_help_panel=_EMU),
     ] = None,
     qps: Annotated[
         float | None,
@@ -648,7 +649,13 @@ def emulator(
         typer.echo(f"  export ALIBABA_CLOUD_ACCESS_KEY_SECRET={running.access_key_secret}")
         typer.echo(f"  bulk-attach run PAIRS.csv --endpoint {running.endpoint}")
 
+    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(serve(model, settings, on_ready=ready))
     except KeyboardInterrupt:
         typer.echo("emulator stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

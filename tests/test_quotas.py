@@ -59,14 +59,16 @@ def test_mark_full_closes_the_vpc_even_after_releases() -> None:
     assert ledger.try_reserve("vpc-a")
     assert ledger.try_reserve("vpc-a")
     ledger.mark_full("vpc-a")
-    # Counted as full: linked + in flight == quota.
-    assert ledger.linked("vpc-a") == 998
+    # The count stays what the run knows; the service's quota is what it holds.
+    assert ledger.linked("vpc-a") == 10
+    assert ledger.quota_of("vpc-a") == 12
     ledger.release("vpc-a")  # the row that met QuotaExceeded gives its slot back
     assert ledger.headroom("vpc-a") == 0
     assert ledger.is_full("vpc-a")
     assert not ledger.try_reserve("vpc-a")
     ledger.commit("vpc-a")  # the other one still in flight succeeds
-    assert ledger.linked("vpc-a") == 999
+    assert ledger.linked("vpc-a") == 11
+    assert not ledger.try_reserve("vpc-a")
     assert "full" in repr(ledger)
 
 

@@ -88,10 +88,12 @@ class QuotaLedger:
         usage.in_flight -= 1
 
     def mark_full(self, vpc_id: str) -> None:
-        """The service said QuotaExceeded: correct the count and reserve nothing more."""
+        """The service said QuotaExceeded: its quota for this VPC is what is linked (plus what
+        is in flight and may still land); reserve nothing more. Our own link count stays
+        true: it is what this run knows, and the summary reports it."""
         usage = self._usage(vpc_id)
         usage.full = True
-        usage.linked = max(usage.linked, usage.quota - usage.in_flight)
+        usage.quota = min(usage.quota, usage.linked + usage.in_flight)
 
     def is_full(self, vpc_id: str) -> bool:
         usage = self._usage(vpc_id)

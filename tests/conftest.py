@@ -1,0 +1,106 @@
+"""Shared fixtures for the end-to-end, CLI and secret-scan tests.
+
+Kept small on purpose: a pairs-CSV writer, a clean environment for child processes (no real
+credentials or config can leak in), and a runner for ``python -m bulk_attach`` that works
+while an in-process emulator keeps serving on the same event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+WritePairs = Callable[..., Path]
+RunCli = Callable[..., Awaitable["CliResult"]]
+
+# A child process may run at most this long; a hang fails the test instead of the suite.
+CLI_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def write_pairs(tmp_path: Path) -> WritePairs:
+    """Write a pairs CSV: ``write_pairs(rows, name=..., header=...)`` -> its path."""
+
+    def write(
+        rows: Iterable[Sequence[str]],
+        *,
+        name: str = "pairs.csv",
+        header: Sequence[str] = ("RegionId", "InstanceId", "VpcId"),
+    ) -> Path:
+        path = tmp_path / name
+        with path.open("w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(header)
+            writer.writerows(rows)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for a child process: no cloud credentials, HOME inside tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("ALIBABA_CLOUD_", "ALICLOUD_"))
+    }
+    env["HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["COLUMNS"] = "200"  # help text on one line per option, whatever the terminal
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str], tmp_path: Path) -> RunCli:
+    """``await run_cli("run", "pairs.csv", ..., env_extra={...})`` -> CliResult.
+
+    Runs ``python -m bulk_attach`` with asyncio's subprocess support, so an emulator
+    started by the test in this event loop keeps answering while the child runs.
+    """
+
+    async def run(
+        *args: str | os.PathLike[str],
+        env_extra: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> CliResult:
+        env = {**cli_env, **(env_extra or {})}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bulk_attach",
+            *map(str, args),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd or tmp_path,
+        )
+        try:
+            async with asyncio.timeout(CLI_TIMEOUT):
+                out, err = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+        assert process.returncode is not None
+        return CliResult(process.returncode, out.decode(), err.decode())
+
+    return run

@@ -8,12 +8,14 @@ stderr and its exit code; a traceback is only shown for a bug, with ``--debug``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -263,132 +265,35 @@ def _root(
         raise typer.Exit(0)
 
 
-@app.command()
-def run(
-    input_csv: Annotated[
-        Path, typer.Argument(metavar="PAIRS.csv", help="CSV of RegionId,InstanceId,VpcId rows.")
-    ],
-    report: ReportOpt = None,
-    report_format: FormatOpt = ReportFormat.CSV,
-    region: RegionOpt = None,
-    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
-    rate: RateOpt = DEFAULT_RATE,
-    vpc_quota: QuotaOpt = DEFAULT_VPC_QUOTA,
-    max_attempts: AttemptsOpt = DEFAULT_MAX_ATTEMPTS,
-    max_failure_rate: FailureRateOpt = None,
-    min_settled: MinSettledOpt = DEFAULT_MIN_SETTLED,
-    drain_timeout: DrainOpt = DEFAULT_DRAIN_TIMEOUT,
-    fresh: FreshOpt = False,
-    endpoint: EndpointOpt = None,
-    insecure_http: InsecureOpt = False,
-    connect_timeout: ConnectTimeoutOpt = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: ReadTimeoutOpt = DEFAULT_READ_TIMEOUT,
-    signature: SignatureOpt = SignatureVersion.V3,
-    access_key_id: AkOpt = None,
-    access_key_secret: SecretOpt = None,
-    security_token: TokenOpt = None,
-    profile: ProfileOpt = None,
-    config_file: ConfigFileOpt = None,
-    emulator: EmulatorOpt = False,
-    world: WorldOpt = None,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = 0,
-) -> None:
-    """Attach every (instance, VPC) pair of a CSV, writing one report row per input row.
-
-    Running the same command again resumes: settled rows are kept, the rest run. A report
-    is accepted as input too.
-    """
-    _launch(**locals())
-
-
-@app.command()
-def retry(
-    source_report: Annotated[
-        Path, typer.Argument(metavar="REPORT", help="A report written by bulk-attach.")
-    ],
-    all_failed: Annotated[
-        bool,
-        typer.Option("--all-failed", help="Every row that did not succeed.", rich_help_panel=_RUN),
-    ] = False,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--only",
-            metavar="CODE",
-            help="Only rows with this error code (repeatable).",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    report: ReportOpt = None,
-    report_format: FormatOpt = ReportFormat.CSV,
-    region: RegionOpt = None,
-    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
-    rate: RateOpt = DEFAULT_RATE,
-    vpc_quota: QuotaOpt = DEFAULT_VPC_QUOTA,
-    max_attempts: AttemptsOpt = DEFAULT_MAX_ATTEMPTS,
-    max_failure_rate: FailureRateOpt = None,
-    min_settled: MinSettledOpt = DEFAULT_MIN_SETTLED,
-    drain_timeout: DrainOpt = DEFAULT_DRAIN_TIMEOUT,
-    fresh: FreshOpt = False,
-    endpoint: EndpointOpt = None,
-    insecure_http: InsecureOpt = False,
-    connect_timeout: ConnectTimeoutOpt = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: ReadTimeoutOpt = DEFAULT_READ_TIMEOUT,
-    signature: SignatureOpt = SignatureVersion.V3,
-    access_key_id: AkOpt = None,
-    access_key_secret: SecretOpt = None,
-    security_token: TokenOpt = None,
-    profile: ProfileOpt = None,
-    config_file: ConfigFileOpt = None,
-    emulator: EmulatorOpt = False,
-    world: WorldOpt = None,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = 0,
-) -> None:
-    """Run again the rows of a report that did not succeed; writes a new report and a merged view.
-
-    By default the rows whose failure may pass (throttled, ambiguous, locked instance, bad
-    instance state, skipped, quota). Every row is read back against the live link state
-    first: one fixed by hand is reported already_linked and not sent.
-    """
-    options = locals()
-    selection = RetrySelection(
-        all_failed=options.pop("all_failed"), only=frozenset(options.pop("only") or ())
-    )
-    options["input_csv"] = options.pop("source_report")
-    _launch(**options, selection=selection)
-
-
 def _launch(
     *,
     input_csv: Path,
-    report: Path | None,
-    report_format: ReportFormat,
-    region: str | None,
-    concurrency: int,
-    rate: float,
-    vpc_quota: int,
-    max_attempts: int,
-    max_failure_rate: float | None,
-    min_settled: int,
-    drain_timeout: float,
-    fresh: bool,
-    endpoint: str | None,
-    insecure_http: bool,
-    connect_timeout: float,
-    read_timeout: float,
-    signature: SignatureVersion,
-    access_key_id: str | None,
-    access_key_secret: str | None,
-    security_token: str | None,
-    profile: str | None,
-    config_file: Path | None,
-    emulator: bool,
-    world: Path | None,
-    quiet: bool,
-    verbose: int,
     selection: RetrySelection | None = None,
+    report: ReportOpt = None,
+    report_format: FormatOpt = ReportFormat.CSV,
+    region: RegionOpt = None,
+    concurrency: ConcurrencyOpt = DEFAULT_CONCURRENCY,
+    rate: RateOpt = DEFAULT_RATE,
+    vpc_quota: QuotaOpt = DEFAULT_VPC_QUOTA,
+    max_attempts: AttemptsOpt = DEFAULT_MAX_ATTEMPTS,
+    max_failure_rate: FailureRateOpt = None,
+    min_settled: MinSettledOpt = DEFAULT_MIN_SETTLED,
+    drain_timeout: DrainOpt = DEFAULT_DRAIN_TIMEOUT,
+    fresh: FreshOpt = False,
+    endpoint: EndpointOpt = None,
+    insecure_http: InsecureOpt = False,
+    connect_timeout: ConnectTimeoutOpt = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: ReadTimeoutOpt = DEFAULT_READ_TIMEOUT,
+    signature: SignatureOpt = SignatureVersion.V3,
+    access_key_id: AkOpt = None,
+    access_key_secret: SecretOpt = None,
+    security_token: TokenOpt = None,
+    profile: ProfileOpt = None,
+    config_file: ConfigFileOpt = None,
+    emulator: EmulatorOpt = False,
+    world: WorldOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Options to frozen settings, one call into the job, and its exit code."""
     from bulk_attach import job
@@ -440,6 +345,75 @@ def _launch(
         )
     )
     raise typer.Exit(code)
+
+
+# Parameters of _launch that are not command-line options.
+_NOT_OPTIONS = frozenset({"input_csv", "selection"})
+
+
+def _takes_job_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a job command (run, retry) every option ``_launch`` declares, declared once.
+
+    Typer reads a command's options from its signature; the command's own parameters come
+    first, then ``_launch``'s keyword-only options (annotations evaluated, as typer wants).
+    """
+    own = inspect.signature(command, eval_str=True)
+    mine = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [
+        p
+        for name, p in inspect.signature(_launch, eval_str=True).parameters.items()
+        if name not in own.parameters and name not in _NOT_OPTIONS
+    ]
+    command.__signature__ = own.replace(parameters=[*mine, *shared])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in (*mine, *shared)} | {"return": None}
+    return command
+
+
+@app.command()
+@_takes_job_options
+def run(
+    input_csv: Annotated[
+        Path, typer.Argument(metavar="PAIRS.csv", help="CSV of RegionId,InstanceId,VpcId rows.")
+    ],
+    **options: Any,
+) -> None:
+    """Attach every (instance, VPC) pair of a CSV, writing one report row per input row.
+
+    Running the same command again resumes: settled rows are kept, the rest run. A report
+    is accepted as input too.
+    """
+    _launch(input_csv=input_csv, **options)
+
+
+@app.command()
+@_takes_job_options
+def retry(
+    source_report: Annotated[
+        Path, typer.Argument(metavar="REPORT", help="A report written by bulk-attach.")
+    ],
+    all_failed: Annotated[
+        bool,
+        typer.Option("--all-failed", help="Every row that did not succeed.", rich_help_panel=_RUN),
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="CODE",
+            help="Only rows with this error code (repeatable).",
+            rich_help_panel=_RUN,
+        ),
+    ] = None,
+    **options: Any,
+) -> None:
+    """Run again the rows of a report that did not succeed; writes a new report and a merged view.
+
+    By default the rows whose failure may pass (throttled, ambiguous, locked instance, bad
+    instance state, skipped, quota). Every row is read back against the live link state
+    first: one fixed by hand is reported already_linked and not sent.
+    """
+    selection = RetrySelection(all_failed=all_failed, only=frozenset(only or ()))
+    _launch(input_csv=source_report, selection=selection, **options)
 
 
 def main() -> None:

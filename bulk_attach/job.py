@@ -7,16 +7,14 @@ free of any terminal concerns, so tests call it directly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import (
@@ -25,36 +23,26 @@ from bulk_attach.api.credentials import (
     resolve_credentials,
     resolve_region,
 )
-from bulk_attach.core.outcomes import SENT, Key, RowResult, Status, Summary
-from bulk_attach.core.planning import (
-    ResumePlanner,
-    RetrySelection,
-    Step,
-    merge_reports,
-    row_of,
-    select_for_retry,
-)
+from bulk_attach.core.outcomes import Key, RowResult, Status, Summary
+from bulk_attach.core.planning import RetrySelection
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.core.rows import Row
+from bulk_attach.core.threshold import FailureThreshold
 from bulk_attach.engine.attacher import Attacher, utc_now
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Event, Listener, RowSettled, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
+from bulk_attach.engine.signals import stop_on_signals
+from bulk_attach.engine.sources import RowSource, lanes, planned
 from bulk_attach.errors import ExitCode
 from bulk_attach.files.csv_input import read_pairs
-from bulk_attach.files.report import (
-    ReportReader,
-    ReportWriter,
-    StartedJournal,
-    read_report,
-    started_path,
-    write_summary,
-)
+from bulk_attach.files.report import ReportWriter, StartedJournal, started_path, write_summary
+from bulk_attach.files.rerun import pick_rows, write_merged
 from bulk_attach.files.resume import compact_report, prepare_report
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
-from bulk_attach.settings import ClientSettings, ReportFormat, RunSettings
+from bulk_attach.settings import ClientSettings, RunSettings
 
 __all__ = ["JobResult", "main", "run_job"]
 
@@ -80,78 +68,6 @@ def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
     # Duplicates do not fail a run: the row they repeat ran and has its own outcome.
     unsuccessful = summary.not_succeeded - summary.count(Status.DUPLICATE)
     return ExitCode.OK if unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
-
-
-class _Threshold:
-    """Stop starting rows once too large a share of settled (sent) rows failed."""
-
-    __slots__ = ("failed", "max_rate", "min_settled", "settled")
-
-    def __init__(self, max_rate: float | None, min_settled: int) -> None:
-        self.max_rate = max_rate
-        self.min_settled = min_settled
-        self.settled = 0
-        self.failed = 0
-
-    def crossed(self, result: RowResult) -> bool:
-        if self.max_rate is None or result.status not in SENT:
-            return False
-        self.settled += 1
-        self.failed += result.status is Status.FAILED
-        return self.settled >= self.min_settled and self.failed / self.settled > self.max_rate
-
-
-class RowSource(Protocol):
-    """Rows to run: a validated input file, or the rows ``retry`` picked from a report."""
-
-    @property
-    def extra_columns(self) -> tuple[str, ...]: ...
-    @property
-    def total(self) -> int: ...
-    @property
-    def regions(self) -> frozenset[str]: ...
-    def __iter__(self) -> Iterator[Row | RowResult]: ...
-
-
-def _lanes(source: RowSource) -> list[Iterable[Row | RowResult]]:
-    """One lane per region, so a region-sorted input still runs its regions side by side.
-
-    Each lane streams the whole source again and keeps its region's rows (the source is
-    re-iterable and reading is cheap next to the API); rows rejected as input go to the
-    first lane only.
-    """
-    regions = sorted(source.regions)
-    if len(regions) <= 1:
-        return [source]
-
-    def lane(region: str, rejected_too: bool) -> Iterator[Row | RowResult]:
-        for item in source:
-            if isinstance(item, RowResult):
-                if rejected_too:
-                    yield item
-            elif item.region_id == region:
-                yield item
-
-    return [lane(region, index == 0) for index, region in enumerate(regions)]
-
-
-def _planned(
-    source: Iterable[Row | RowResult], planner: ResumePlanner | None, in_doubt: set[Key]
-) -> Iterator[Row | RowResult]:
-    """Drop what a previous run already settled; note rows it left in flight."""
-    for item in source:
-        if planner is None:
-            yield item
-        elif isinstance(item, RowResult):
-            if not planner.already_reported(item):
-                yield item
-        else:
-            step = planner.step(item.key)
-            if step is Step.SETTLED:
-                continue
-            if step is Step.RECONCILE:
-                in_doubt.add(item.key)
-            yield item
 
 
 async def run_job(
@@ -183,7 +99,7 @@ async def run_job(
     gate = RateGate(settings.rate)
     ledger = QuotaLedger(settings.vpc_quota)
     summary = Summary()
-    threshold = _Threshold(settings.max_failure_rate, settings.min_settled)
+    threshold = FailureThreshold(settings.max_failure_rate, settings.min_settled)
     started_at, started = utc_now(), time.monotonic()
     in_doubt: set[Key] = set()
 
@@ -233,13 +149,13 @@ async def run_job(
             control=control,
             concurrency=settings.concurrency,
         )
-        if install_signal_handlers:
-            _install_signals(control, pool, settings.drain_timeout, emit)
-        try:
-            await pool.run(*(_planned(lane, plan.planner, in_doubt) for lane in _lanes(rows)))
-        finally:
-            if install_signal_handlers:
-                _remove_signals()
+        signals = (
+            stop_on_signals(control, pool, settings.drain_timeout, emit)
+            if install_signal_handlers
+            else nullcontext()
+        )
+        with signals:
+            await pool.run(*(planned(lane, plan.planner, in_doubt) for lane in lanes(rows)))
 
     if plan.resuming:
         # The report now holds the old rows and this run's: keep the latest of each.
@@ -263,40 +179,6 @@ async def run_job(
     summary_path = summary_path_for(settings.report_path)
     write_summary(summary_path, data)
     return JobResult(code, data, settings.report_path, summary_path, control.reason)
-
-
-# --- signals ---------------------------------------------------------------------------
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _install_signals(
-    control: RunControl, pool: Pool, drain_timeout: float, emit: Callable[[Event], None]
-) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        reason = StopReason.SIGINT if signum == signal.SIGINT else StopReason.SIGTERM
-        if control.stop(reason):
-            emit(
-                RunStopping(
-                    f"{reason}: letting {pool.in_flight} requests in flight settle "
-                    f"(up to {drain_timeout:g}s); press Ctrl-C again to stop at once"
-                )
-            )
-            loop.call_later(drain_timeout, pool.hard_stop)
-        else:
-            emit(RunStopping("stopping at once; the report is being written"))
-            pool.hard_stop()
-
-    for signum in _SIGNALS:
-        loop.add_signal_handler(signum, on_signal, signum)
-
-
-def _remove_signals() -> None:
-    loop = asyncio.get_running_loop()
-    for signum in _SIGNALS:
-        loop.remove_signal_handler(signum)
 
 
 # --- the CLI's entry -------------------------------------------------------------------
@@ -391,52 +273,3 @@ def _progress(settings: RunSettings, total: int) -> tuple[list[Listener], Callab
         return [bar], bar.close
     lines = LogProgress(total, lambda text: print(text, file=sys.stderr, flush=True))
     return [lines], lines.close
-
-
-# --- retry from a report -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Picked:
-    """The rows ``retry`` chose from a report, as a ``RowSource``."""
-
-    rows: tuple[Row, ...]
-    extra_columns: tuple[str, ...]
-
-    @property
-    def total(self) -> int:
-        return len(self.rows)
-
-    @property
-    def regions(self) -> frozenset[str]:
-        return frozenset(row.region_id for row in self.rows)
-
-    def __iter__(self) -> Iterator[Row | RowResult]:
-        return iter(self.rows)
-
-
-def pick_rows(report_path: Path, selection: RetrySelection) -> _Picked:
-    """The rows of a report that ``selection`` sends again (latest outcome per identity)."""
-    reader = ReportReader(report_path)
-    chosen = [row_of(result) for result in select_for_retry(reader, selection)]
-    extras = reader.extra_columns
-    if not extras and chosen:  # JSON Lines keeps extras per row
-        extras = tuple(name for name, _ in chosen[0].extra)
-    return _Picked(rows=tuple(sorted(chosen, key=lambda r: r.line)), extra_columns=extras)
-
-
-def merged_path_for(report_path: Path) -> Path:
-    return report_path.with_name(report_path.stem + ".merged" + report_path.suffix)
-
-
-def write_merged(old_report: Path, new_report: Path, report_format: ReportFormat) -> Path:
-    """The merged view: each row's latest outcome, with its history of attempts."""
-    merged = merge_reports(read_report(old_report), read_report(new_report))
-    path = merged_path_for(new_report)
-    results = sorted((m.as_result() for m in merged), key=lambda r: r.line)
-    extras = tuple(name for name, _ in results[0].extra) if results else ()
-    tmp = path.with_name(f".{path.name}.tmp")
-    with ReportWriter(tmp, report_format, extras) as writer:
-        writer.write_all(results)
-    tmp.replace(path)
-    return path

@@ -1,0 +1,72 @@
+"""Where the pool's items come from: a source of rows, split into lanes, minus what is done.
+
+A source is re-iterable (an input file is streamed again on each pass; the rows ``retry``
+picked are a tuple). ``lanes`` gives each region its own stream, so a region-sorted input
+still runs its regions side by side; ``planned`` drops what a previous run settled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from bulk_attach.core.outcomes import Key, RowResult
+from bulk_attach.core.planning import ResumePlanner, Step
+from bulk_attach.core.rows import Row
+
+__all__ = ["RowSource", "lanes", "planned"]
+
+Item = Row | RowResult
+
+
+class RowSource(Protocol):
+    """Rows to run: a validated input file, or the rows ``retry`` picked from a report."""
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def regions(self) -> frozenset[str]: ...
+    def __iter__(self) -> Iterator[Item]: ...
+
+
+def lanes(source: RowSource) -> list[Iterable[Item]]:
+    """One lane per region; rows rejected as input go to the first lane only.
+
+    Each lane streams the whole source and keeps its region's rows: reading is cheap next
+    to the API, and memory stays bounded whatever the input's order.
+    """
+    regions = sorted(source.regions)
+    if len(regions) <= 1:
+        return [source]
+
+    def lane(region: str, rejected_too: bool) -> Iterator[Item]:
+        for item in source:
+            if isinstance(item, RowResult):
+                if rejected_too:
+                    yield item
+            elif item.region_id == region:
+                yield item
+
+    return [lane(region, index == 0) for index, region in enumerate(regions)]
+
+
+def planned(
+    items: Iterable[Item], planner: ResumePlanner | None, in_doubt: set[Key]
+) -> Iterator[Item]:
+    """Drop what a previous run already settled; add to ``in_doubt`` the rows it left in
+    flight (sent, never settled), which the attacher must read back."""
+    for item in items:
+        if planner is None:
+            yield item
+        elif isinstance(item, RowResult):
+            if not planner.already_reported(item):
+                yield item
+        else:
+            step = planner.step(item.key)
+            if step is Step.SETTLED:
+                continue
+            if step is Step.RECONCILE:
+                in_doubt.add(item.key)
+            yield item

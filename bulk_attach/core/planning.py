@@ -19,15 +19,17 @@ again; by default those whose failure may pass (the catalog's ``may_pass_later``
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
-from bulk_attach.core.catalog import LocalCode, may_pass_later
+from bulk_attach.core.catalog import ErrorClass, LocalCode, classify, may_pass_later
 from bulk_attach.core.outcomes import REJECTED, SUCCEEDED, Key, RowResult, Status
 from bulk_attach.core.rows import Row
 
 __all__ = [
+    "MERGED_COLUMNS",
     "MergedRow",
     "ResumePlanner",
     "RetrySelection",
@@ -38,6 +40,7 @@ __all__ = [
     "plan_resume",
     "row_of",
     "select_for_retry",
+    "without_merged_columns",
 ]
 
 
@@ -56,6 +59,10 @@ def is_settled(result: RowResult) -> bool:
     """
     if result.status is Status.SKIPPED:
         return result.error_code == LocalCode.QUOTA_EXCEEDED
+    if result.status is Status.FAILED:
+        # An ambiguous failure left the link in an unknown state (the read-back failed, or
+        # the attach kept failing ambiguously): a resume reads it back again.
+        return classify(result.error_code, result.http_status) is not ErrorClass.AMBIGUOUS
     return True
 
 
@@ -187,22 +194,48 @@ class MergedRow:
 
     @property
     def total_attempts(self) -> int:
-        return sum(result.attempts for result in self.history)
+        return sum(_carried(r, "TotalAttempts", str(r.attempts), int) for r in self.history)
 
     def history_text(self) -> str:
-        """``failed(Throttling) -> attached``: each outcome, with its code when it had one."""
+        """``failed(Throttling) -> attached``: each outcome, with its code when it had one.
+
+        A row of an earlier merged view brings its own history along, so retrying a merged
+        view continues the chain instead of restarting it.
+        """
         return " -> ".join(
-            f"{r.status}({r.error_code})" if r.error_code else str(r.status) for r in self.history
+            _carried(r, "History", f"{r.status}({r.error_code})" if r.error_code else r.status, str)
+            for r in self.history
         )
 
     def as_result(self) -> RowResult:
-        """The latest result with ``History`` and ``TotalAttempts`` appended as extras."""
+        """The latest result with ``History`` and ``TotalAttempts`` as its last extras."""
         extra = (
-            *self.latest.extra,
+            *without_merged_columns(self.latest.extra),
             ("History", self.history_text()),
             ("TotalAttempts", str(self.total_attempts)),
         )
         return self.latest.replace(extra=extra)
+
+
+_T = TypeVar("_T")
+
+# The columns a merged view adds; rows read back from one carry them as extras.
+MERGED_COLUMNS = ("History", "TotalAttempts")
+
+
+def without_merged_columns(extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in extra if name not in MERGED_COLUMNS)
+
+
+def _carried(result: RowResult, column: str, own: str, convert: Callable[[str], _T]) -> _T:
+    """A merged-view column the row carries from an earlier merge, else its own value."""
+    for name, value in result.extra:
+        if name == column:
+            try:
+                return convert(value)
+            except ValueError:
+                break
+    return convert(own)
 
 
 def merge_reports(*reports: Iterable[RowResult]) -> list[MergedRow]:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bulk_attach.core.outcomes import RowResult
-from bulk_attach.core.planning import RetrySelection, merge_reports, row_of, select_for_retry
+from bulk_attach.core.planning import (
+    MERGED_COLUMNS,
+    RetrySelection,
+    merge_reports,
+    row_of,
+    select_for_retry,
+    without_merged_columns,
+)
 from bulk_attach.core.rows import Row
 from bulk_attach.files.report import ReportReader, ReportWriter, read_report
 from bulk_attach.settings import ReportFormat
@@ -37,8 +44,12 @@ class PickedRows:
 def pick_rows(report_path: Path, selection: RetrySelection) -> PickedRows:
     """The rows of a report that ``selection`` sends again (latest outcome per identity)."""
     reader = ReportReader(report_path)
-    chosen = [row_of(result) for result in select_for_retry(reader, selection)]
-    extras = reader.extra_columns
+    # A merged view's History and TotalAttempts are not input: the next merge recomputes them.
+    chosen = [
+        replace(row, extra=without_merged_columns(row.extra))
+        for row in map(row_of, select_for_retry(reader, selection))
+    ]
+    extras = tuple(name for name in reader.extra_columns if name not in MERGED_COLUMNS)
     if not extras and chosen:  # JSON Lines keeps extras per row
         extras = tuple(name for name, _ in chosen[0].extra)
     return PickedRows(rows=tuple(sorted(chosen, key=lambda r: r.line)), extra_columns=extras)

@@ -63,6 +63,7 @@ def test_mark_full_closes_the_vpc_even_after_releases() -> None:
     assert ledger.linked("vpc-a") == 10
     assert ledger.quota_of("vpc-a") == 12
     ledger.release("vpc-a")  # the row that met QuotaExceeded gives its slot back
+    assert ledger.quota_of("vpc-a") == 11
     assert ledger.headroom("vpc-a") == 0
     assert ledger.is_full("vpc-a")
     assert not ledger.try_reserve("vpc-a")

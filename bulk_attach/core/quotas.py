@@ -86,6 +86,8 @@ class QuotaLedger:
         if usage.in_flight <= 0:
             raise ValueError(f"{vpc_id}: release without a reservation")
         usage.in_flight -= 1
+        if usage.full:  # the service's quota is now known more closely
+            usage.quota = min(usage.quota, usage.linked + usage.in_flight)
 
     def mark_full(self, vpc_id: str) -> None:
         """The service said QuotaExceeded: its quota for this VPC is what is linked (plus what

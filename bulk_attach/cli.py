@@ -576,6 +576,7 @@ def emulator(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Serve a local ECS (and VPC) API emulator until Ctrl-C."""
+    from bulk_attach.emulator.faults import FaultSettings
     from bulk_attach.emulator.model import DEFAULT_QUOTA, EcsModel
     from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, serve
     from bulk_attach.emulator.world import load_world, world_from_pairs
@@ -595,20 +596,26 @@ def emulator(
         )
     if model is None:
         model = EcsModel(variant=variant, default_quota=quota)
+    try:
+        faults = FaultSettings(
+            qps=qps or None,
+            retry_after_ms=retry_after_ms,
+            latency_ms=latency_ms,
+            jitter_ms=jitter_ms,
+            error_rate=error_rate,
+            unavailable_rate=unavailable_rate,
+            drop_rate=drop_rate,
+            hang_rate=hang_rate,
+            hang_seconds=hang_seconds,
+            commit_then_error_rate=commit_then_error_rate,
+            commit_then_drop_rate=commit_then_drop_rate,
+        )
+    except ValueError as error:  # e.g. fault rates that add up to more than 1
+        raise UsageError(str(error)) from None
     settings = EmulatorSettings(
         host=host,
         port=port,
-        qps=qps,
-        retry_after_ms=retry_after_ms,
-        latency_ms=latency_ms,
-        jitter_ms=jitter_ms,
-        error_rate=error_rate,
-        unavailable_rate=unavailable_rate,
-        drop_rate=drop_rate,
-        hang_rate=hang_rate,
-        hang_seconds=hang_seconds,
-        commit_then_error_rate=commit_then_error_rate,
-        commit_then_drop_rate=commit_then_drop_rate,
+        faults=faults,
         seed=seed,
         access_keys={access_key_id: access_key_secret}
         if access_key_id and access_key_secret

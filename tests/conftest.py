@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bulk_attach.emulator.faults import FaultSettings
+from bulk_attach.emulator.server import EmulatorSettings
+
 WritePairs = Callable[..., Path]
 RunCli = Callable[..., Awaitable["CliResult"]]
 
@@ -104,3 +107,12 @@ def run_cli(cli_env: dict[str, str], tmp_path: Path) -> RunCli:
         return CliResult(process.returncode, out.decode(), err.decode())
 
     return run
+
+
+_FAULT_FIELDS = frozenset(FaultSettings.__dataclass_fields__)
+
+
+def emulator_settings(**options: object) -> EmulatorSettings:
+    """``EmulatorSettings`` from flat keywords: fault and flow-control ones go to ``faults``."""
+    faults = {k: options.pop(k) for k in list(options) if k in _FAULT_FIELDS}
+    return EmulatorSettings(faults=FaultSettings(**faults), **options)  # type: ignore[arg-type]

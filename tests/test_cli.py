@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from conftest import CLI_TIMEOUT, CliResult, RunCli, WritePairs
 
+from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
 from bulk_attach.errors import ExitCode
@@ -491,7 +492,7 @@ async def test_a_second_sigint_stops_at_once_and_still_flushes(
     path = write_pairs(rows)
     report = tmp_path / "out.csv"
     # Every answer takes far longer than the test waits: requests stay in flight.
-    slow = EmulatorSettings(latency_ms=20_000)
+    slow = EmulatorSettings(faults=FaultSettings(latency_ms=20_000))
     async with running_emulator(world_for(rows), slow) as emu:
         process = await start_run(
             [

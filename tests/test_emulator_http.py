@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 
 import aiohttp
 import pytest
+from conftest import emulator_settings
 from multidict import CIMultiDict
 
 from bulk_attach.api.signing import (
@@ -214,7 +215,7 @@ async def harness(model: EcsModel | None = None, **settings: Any) -> AsyncIterat
     clock = FakeClock()
     options: dict[str, Any] = {"access_keys": {AK: SECRET}, "clock": clock, **settings}
     async with (
-        running_emulator(model or make_world(), EmulatorSettings(**options)) as running,
+        running_emulator(model or make_world(), emulator_settings(**options)) as running,
         aiohttp.ClientSession() as session,
     ):
         yield Harness(running, session, clock)

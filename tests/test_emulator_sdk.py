@@ -34,10 +34,11 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServer
 from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import RpcRequest
+from conftest import emulator_settings
 from darabonba.runtime import RuntimeOptions
 
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
-from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
+from bulk_attach.emulator.server import RunningEmulator, running_emulator
 
 REGION = "cn-hangzhou"
 OTHER_REGION = "cn-shanghai"
@@ -224,7 +225,7 @@ def make_world(variant: str) -> EcsModel:
 @asynccontextmanager
 async def emulator(variant: str = "2018", **settings: Any) -> AsyncIterator[RunningEmulator]:
     options: dict[str, Any] = {"access_keys": {AK: SECRET}, **settings}
-    async with running_emulator(make_world(variant), EmulatorSettings(**options)) as running:
+    async with running_emulator(make_world(variant), emulator_settings(**options)) as running:
         yield running
 
 

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import emulator_settings
 
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import SUCCEEDED, Key, RowResult, Status
 from bulk_attach.core.planning import is_settled
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
-from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
+from bulk_attach.emulator.server import RunningEmulator, running_emulator
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT
 from bulk_attach.errors import ExitCode
 from bulk_attach.files.report import ReportWriter, read_report, started_path
@@ -88,7 +89,7 @@ async def run_in_process(emu: RunningEmulator, settings: RunSettings) -> JobResu
 
 @asynccontextmanager
 async def emulator(model: EcsModel, **faults: Any) -> Any:
-    options = EmulatorSettings(host="127.0.0.1", port=0, access_keys={AK: SECRET}, **faults)
+    options = emulator_settings(host="127.0.0.1", port=0, access_keys={AK: SECRET}, **faults)
     async with running_emulator(model, options) as emu:
         yield emu
 

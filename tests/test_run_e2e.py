@@ -21,6 +21,7 @@ import pytest
 
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import RowResult, Status
+from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
 from bulk_attach.emulator.world import load_world
@@ -425,7 +426,7 @@ async def test_the_corrected_quota_count_matches_the_service(tmp_path: Path) -> 
 async def test_a_throttling_storm_ends_with_every_row_attached(tmp_path: Path) -> None:
     pairs = pairs_for(100, ["vpc-a", "vpc-b"])
     csv_path = write_csv(tmp_path / "pairs.csv", ["RegionId", "InstanceId", "VpcId"], pairs)
-    emulator = EmulatorSettings(qps=40, retry_after_ms=50)
+    emulator = EmulatorSettings(faults=FaultSettings(qps=40, retry_after_ms=50))
     async with running_emulator(world_for(pairs), emulator) as emu:
         # The product's own retry settings: surviving a storm is what they are for.
         settings = settings_for(tmp_path, csv_path, rate=120.0, retry=RetrySettings())
@@ -469,11 +470,13 @@ async def test_ambiguous_faults_never_cause_a_second_attach(tmp_path: Path) -> N
     csv_path = write_csv(tmp_path / "pairs.csv", ["RegionId", "InstanceId", "VpcId"], pairs)
     faults = EmulatorSettings(
         seed=20240611,
-        error_rate=0.06,
-        unavailable_rate=0.06,
-        drop_rate=0.06,
-        commit_then_error_rate=0.05,
-        commit_then_drop_rate=0.05,
+        faults=FaultSettings(
+            error_rate=0.06,
+            unavailable_rate=0.06,
+            drop_rate=0.06,
+            commit_then_error_rate=0.05,
+            commit_then_drop_rate=0.05,
+        ),
     )
     async with running_emulator(world_for(pairs), faults) as emu:
         # Enough attempts that 20-30 % faults cannot exhaust a row (0.3**12 per row).
@@ -503,7 +506,7 @@ async def test_hung_requests_time_out_and_every_row_still_attaches(tmp_path: Pat
     """A hang outlives the read timeout, then commits late: the read-back decides."""
     pairs = pairs_for(30, ["vpc-a", "vpc-b"])
     csv_path = write_csv(tmp_path / "pairs.csv", ["RegionId", "InstanceId", "VpcId"], pairs)
-    hangs = EmulatorSettings(seed=3, hang_rate=0.1, hang_seconds=0.6)
+    hangs = EmulatorSettings(seed=3, faults=FaultSettings(hang_rate=0.1, hang_seconds=0.6))
     async with running_emulator(world_for(pairs), hangs) as emu:
         settings = settings_for(tmp_path, csv_path, retry=RetrySettings(
             max_attempts=10, base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005

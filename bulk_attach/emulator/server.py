@@ -77,17 +77,7 @@ class EmulatorSettings:
     host: str = "127.0.0.1"
     port: int = 0
     # Flow control and faults (see faults.py); changeable at runtime via POST /_emulator/faults.
-    qps: float | None = None
-    retry_after_ms: int | None = None
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    unavailable_rate: float = 0.0
-    drop_rate: float = 0.0
-    hang_rate: float = 0.0
-    hang_seconds: float = 30.0
-    commit_then_error_rate: float = 0.0
-    commit_then_drop_rate: float = 0.0
+    faults: FaultSettings = field(default_factory=FaultSettings)
     seed: int = 0
     # Credentials: access key id -> secret (one pair is generated when empty); STS keys map
     # to the token they require; each key acts as an account (default ``account``).
@@ -100,21 +90,6 @@ class EmulatorSettings:
     control: bool | None = None
     # Wall clock for timestamps, nonces and flow control; tests pass a fake one.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
-
-    def fault_settings(self) -> FaultSettings:
-        return FaultSettings(
-            qps=self.qps,
-            retry_after_ms=self.retry_after_ms,
-            latency_ms=self.latency_ms,
-            jitter_ms=self.jitter_ms,
-            error_rate=self.error_rate,
-            unavailable_rate=self.unavailable_rate,
-            drop_rate=self.drop_rate,
-            hang_rate=self.hang_rate,
-            hang_seconds=self.hang_seconds,
-            commit_then_error_rate=self.commit_then_error_rate,
-            commit_then_drop_rate=self.commit_then_drop_rate,
-        )
 
     @property
     def control_enabled(self) -> bool:
@@ -160,7 +135,7 @@ class Emulator:
         self.authenticator = Authenticator(
             keyring, settings.clock, max_skew=settings.max_clock_skew
         )
-        self._initial_faults = settings.fault_settings()
+        self._initial_faults = settings.faults
         self.injector = FaultInjector(self._initial_faults, settings.seed)
         self.limiter = RateLimiter(settings.clock)
         self.calls: dict[str, Counter[str]] = {}

@@ -36,13 +36,16 @@ __all__ = ["RateGate", "RegionGate", "bucket_for"]
 def bucket_for(rate: float) -> AsyncLimiter:
     """A leaky bucket that lets at most ``rate`` requests out in any 1-second window."""
     capacity = 1 if rate < _SLACK_FROM else max(2, math.ceil(rate / 100))
-    leak = rate - capacity + 1  # per second
+    # A hair under the exact figure, so that a few ms of jitter between leaving here and
+    # arriving there cannot put one request too many into a second at the service.
+    leak = (rate - capacity + 1) * (1 - _JITTER_MARGIN)  # per second
     return AsyncLimiter(capacity, capacity / leak)
 
 
 # Below this rate a 1 ms late wake-up costs under 3.5 % of the rate, and a spare token (which
 # costs one request per second of sustained rate) would cost more.
 _SLACK_FROM = 35.0
+_JITTER_MARGIN = 0.005
 
 
 class RegionGate:

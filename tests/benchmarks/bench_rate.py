@@ -37,6 +37,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bulk_attach.api.credentials import Credentials
+from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.server import EMULATOR_KEY, EmulatorSettings, create_app
 from bulk_attach.emulator.world import world_from_pairs
 from bulk_attach.job import run_job
@@ -79,7 +80,9 @@ async def measure(
     pairs, report = work / "pairs.csv", work / "report.csv"
     write_pairs(pairs, rows)
     model = world_from_pairs(pairs)
-    settings = EmulatorSettings(access_keys={AK: SECRET}, latency_ms=latency_ms)
+    settings = EmulatorSettings(
+        access_keys={AK: SECRET}, faults=FaultSettings(latency_ms=latency_ms)
+    )
     app = create_app(model, settings)
     loop = asyncio.get_running_loop()
     arrivals: list[float] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -221,6 +221,31 @@ def parse_record(
     return _examine(fields, line, columns, default_region)
 
 
+_VALID: dict[str, Callable[[str], bool]] = {
+    "RegionId": is_region_id,
+    "InstanceId": is_instance_id,
+    "VpcId": is_vpc_id,
+}
+
+
+def _check_id(
+    problems: list[tuple[int, InputCode, str]],
+    value: str,
+    column: int,
+    name: str,
+    *,
+    noun: str,
+    example: str,
+) -> None:
+    """Note a missing or malformed ID (``name`` is the column: RegionId, InstanceId, VpcId)."""
+    if not value:
+        problems.append((column, InputCode.MISSING_VALUE, f"{name} is empty"))
+    elif not _VALID[name](value):
+        problems.append(
+            (column, InputCode.MALFORMED_ID, f"{name} {value!r} is not {noun} (expected {example})")
+        )
+
+
 def _examine(
     fields: Sequence[str],
     line: int,
@@ -243,38 +268,27 @@ def _examine(
                     "RegionId is empty and no default region is given",
                 )
             )
-    if region and not is_region_id(region):
-        problems.append(
-            (
-                (columns.region + 1) if columns.region is not None else 1,
-                InputCode.MALFORMED_ID,
-                f"RegionId {region!r} is not a region ID (expected e.g. cn-hangzhou)",
-            )
+    if region:
+        region_column = (columns.region + 1) if columns.region is not None else 1
+        _check_id(
+            problems,
+            region,
+            region_column,
+            "RegionId",
+            noun="a region ID",
+            example="e.g. cn-hangzhou",
         )
-
     instance = _field(fields, columns.instance) or ""
-    if not instance:
-        problems.append((columns.instance + 1, InputCode.MISSING_VALUE, "InstanceId is empty"))
-    elif not is_instance_id(instance):
-        problems.append(
-            (
-                columns.instance + 1,
-                InputCode.MALFORMED_ID,
-                f"InstanceId {instance!r} is not an instance ID (expected i-...)",
-            )
-        )
-
+    _check_id(
+        problems,
+        instance,
+        columns.instance + 1,
+        "InstanceId",
+        noun="an instance ID",
+        example="i-...",
+    )
     vpc = _field(fields, columns.vpc) or ""
-    if not vpc:
-        problems.append((columns.vpc + 1, InputCode.MISSING_VALUE, "VpcId is empty"))
-    elif not is_vpc_id(vpc):
-        problems.append(
-            (
-                columns.vpc + 1,
-                InputCode.MALFORMED_ID,
-                f"VpcId {vpc!r} is not a VPC ID (expected vpc-...)",
-            )
-        )
+    _check_id(problems, vpc, columns.vpc + 1, "VpcId", noun="a VPC ID", example="vpc-...")
 
     if len(fields) > columns.width:
         problems.append(

@@ -367,7 +367,27 @@ def repair_report(path: str | os.PathLike[str]) -> int:
 # --- writing ------------------------------------------------------------------------------
 
 
-class ReportWriter:
+class _ClosedOnExit:
+    """``with`` support for the append-only files here: leaving the block closes them."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ReportWriter(_ClosedOnExit):
     """Writes results one by one, each flushed to the OS at once (a context manager).
 
     ``append=True`` continues an existing report (resume): a torn tail is cut off first and
@@ -489,17 +509,6 @@ class ReportWriter:
     def closed(self) -> bool:
         return self._fd is None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._fd is None else "open"
         return f"<ReportWriter {self.path} {self.format} {state}, {self.written} rows written>"
@@ -592,7 +601,7 @@ def read_meta(report_path: str | os.PathLike[str]) -> ReportMeta | None:
         raise InputError(str(path), f"not a report metadata file: {error}") from None
 
 
-class StartedJournal:
+class StartedJournal(_ClosedOnExit):
     """Append-only record of rows handed to the service (``<report>.started``).
 
     Written (one ``write``) before the attach request leaves; a resume treats rows started
@@ -622,17 +631,6 @@ class StartedJournal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_started(path: str | os.PathLike[str]) -> set[Key]:

@@ -312,3 +312,42 @@ async def test_lanes_run_side_by_side_and_record_every_item_once() -> None:
         await pool.run(lane_a, lane_b)
     assert sorted(r.line for r in results) == sorted(i.line for i in (*lane_a, *lane_b))
     assert Counter(r.status for r in results) == {Status.ATTACHED: 10, Status.INVALID: 1}
+
+
+class UnreachableApi(FakeApi):
+    """Connection refused for every call after the first ``answers`` ones."""
+
+    def __init__(self, answers: int = 0) -> None:
+        super().__init__()
+        self.answers = answers
+
+    async def describe_classic_link_instances(
+        self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
+    ) -> list[FakeLink]:
+        if self.answers > 0:
+            self.answers -= 1
+            return await super().describe_classic_link_instances(
+                region, vpc_id=vpc_id, instance_ids=instance_ids
+            )
+        raise TransportError(LocalCode.CONNECT_FAILED, "cannot connect: Connection refused")
+
+
+async def test_an_endpoint_never_reached_stops_the_run_as_a_configuration_error() -> None:
+    api = UnreachableApi()
+    attacher, control, _ = make(api)
+    results = await run_all(attacher, control, rows(30), concurrency=2)
+    assert control.reason is StopReason.FATAL
+    assert "never reached" in control.detail
+    assert len(results) == 30
+    assert Counter(r.status for r in results)[Status.SKIPPED] >= 28
+    assert sum(api.attach_calls.values()) == 0
+
+
+async def test_connection_failures_after_the_service_answered_fail_rows_not_the_run() -> None:
+    api = UnreachableApi(answers=1)  # vpc-a is read; vpc-b never can be
+    attacher, control, _ = make(api)
+    items = [*rows(3, vpc="vpc-a"), *rows(3, vpc="vpc-b", start=10)]
+    results = {r.instance_id: r for r in await run_all(attacher, control, items, concurrency=1)}
+    assert control.reason is None
+    assert {results[f"i-{k:04d}"].status for k in range(3)} == {Status.ATTACHED}
+    assert {results[f"i-{k:04d}"].error_code for k in range(10, 13)} == {LocalCode.CONNECT_FAILED}

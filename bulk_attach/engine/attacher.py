@@ -30,7 +30,7 @@ from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Listener, RowRetrying, Throttled
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.vpcs import LinkBook
-from bulk_attach.errors import EcsError
+from bulk_attach.errors import ApiError, EcsError
 
 __all__ = ["AttachApi", "Attacher", "utc_now"]
 
@@ -52,6 +52,10 @@ class AttachApi(Protocol):
     async def describe_classic_link_instances(
         self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
     ) -> Sequence[_Link]: ...
+
+
+class _Stopping(Exception):
+    """The run stopped while a row waited to read its VPC's links."""
 
 
 def utc_now() -> str:
@@ -89,6 +93,9 @@ class Attacher:
         self._journal = journal
         # Rows a previous run had sent but never settled (it died with them in flight).
         self._in_doubt = in_doubt
+        # Whether the service has answered anything yet: if it never has and nothing can be
+        # sent, the endpoint (or the network) is wrong for the whole run, not for one row.
+        self._reached = False
         self.links = LinkBook(self._read_vpc_links)
 
     # --- the worker body ---------------------------------------------------------------
@@ -97,8 +104,19 @@ class Attacher:
         started = self._now()
         try:
             await self.links.ensure(row.region_id, row.vpc_id)
+        except _Stopping:
+            return self.skipped(row, self._control.skip_message(), started=started)
         except EcsError as error:
             return self._failed(row, error, 0, started, "could not read the VPC's links: ")
+        known = self._without_sending(row, started)
+        if known is not None:
+            return known
+        # From here the reservation is ours: _attach commits it or releases it, even when
+        # the worker is cancelled mid-call.
+        return await self._attach(row, started)
+
+    def _without_sending(self, row: Row, started: str) -> RowResult | None:
+        """The row's outcome when nothing needs sending; None after reserving quota for it."""
         if self.links.is_linked(row.vpc_id, row.instance_id):
             if row.key in self._in_doubt:
                 return self._result(
@@ -123,9 +141,7 @@ class Attacher:
                     f"/{self._ledger.quota_of(row.vpc_id)} linked); not sent"
                 ),
             )
-        # From here the reservation is ours: _attach commits it or releases it, even when
-        # the worker is cancelled mid-call.
-        return await self._attach(row, started)
+        return None
 
     async def _attach(self, row: Row, started: str) -> RowResult:
         attempt = 0
@@ -216,6 +232,9 @@ class Attacher:
     # --- reads that are safe to repeat ---------------------------------------------------
 
     async def _read_vpc_links(self, region: str, vpc_id: str) -> list[str]:
+        if self._control.stopping:
+            # Rows queued behind a read that stopped the run must not each read again.
+            raise _Stopping
         links = await self._read_only(
             region, lambda: self._api.describe_classic_link_instances(region, vpc_id=vpc_id)
         )
@@ -230,13 +249,18 @@ class Attacher:
         while True:
             attempt += 1
             try:
-                return await call()
+                answer = await call()
             except EcsError as error:
+                self._reached = self._reached or isinstance(error, ApiError)
                 if error.error_class is ErrorClass.FATAL:
                     self._control.stop(StopReason.FATAL, error.code)
                     raise
                 transient = error.error_class is not ErrorClass.PERMANENT
                 if not transient or attempt >= self._policy.max_attempts:
+                    if error.error_class is ErrorClass.NOT_SENT and not self._reached:
+                        self._control.stop(
+                            StopReason.FATAL, f"{error.code}: the service was never reached"
+                        )
                     raise
                 delay = self._policy.backoff(
                     attempt, error.error_class, error.retry_after, self._rand()
@@ -244,6 +268,9 @@ class Attacher:
                 if error.error_class is ErrorClass.THROTTLED:
                     self._slow_down(region)
                 await self._sleep(delay)
+            else:
+                self._reached = True
+                return answer
 
     # --- small helpers --------------------------------------------------------------------
 

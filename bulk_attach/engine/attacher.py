@@ -185,7 +185,7 @@ class Attacher:
     def _give_up(
         self, row: Row, error: EcsError, attempt: int, started: str, *, abort: bool
     ) -> RowResult:
-        if error.code == "QuotaExceeded":
+        if error.code == LocalCode.QUOTA_EXCEEDED:
             # The service knows better than our count: close this VPC for the rest of the run.
             self._ledger.mark_full(row.vpc_id)
         if abort or error.error_class is ErrorClass.FATAL:

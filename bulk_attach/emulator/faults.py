@@ -84,10 +84,6 @@ class FaultSettings:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
-    @property
-    def injects_faults(self) -> bool:
-        return any(getattr(self, name) for name in _RATE_FIELDS)
-
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

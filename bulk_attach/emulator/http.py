@@ -61,7 +61,6 @@ MAX_PAGE_SIZE = 100
 
 # Used only when the catalog gives no HTTP status for a service code (status 0 marks a
 # local code that shares the service code's name).
-_STATUS_FALLBACK: Final = {"QuotaExceeded": 403}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +167,7 @@ def http_status(code: str, variant: str, explicit: int | None = None) -> int:
     if info is None:
         return 400
     status = info.current_status if variant == "current" else info.status
-    return status or _STATUS_FALLBACK.get(code, 400)
+    return status or 400
 
 
 def _xml_value(value: Any) -> str:

@@ -78,11 +78,6 @@ ATTACHABLE_STATUSES: Final = frozenset({"Running", "Stopped"})
 NETWORK_TYPES: Final = ("classic", "vpc")
 
 LINKED_ELSEWHERE_MESSAGE: Final = "The specified instance has already been linked to another VPC."
-# The catalog's "QuotaExceeded" entry is the bulk run's *local* code (status 0, its own
-# message), which shadows the service's entry of the same name; the service's text and status
-# (contract page: 403 in both variants) are kept here until the catalog separates the two.
-QUOTA_MESSAGE: Final = "The maximum number of links in the specified VPC exceeds."
-QUOTA_STATUS: Final = 403
 NOT_LINKED_MESSAGE: Final = "The specified instance is not linked to the specified VPC."
 
 
@@ -90,24 +85,12 @@ class ModelError(Exception):
     """A rule refused the call. ``code`` is the service's error code; ``message`` its text."""
 
     def __init__(self, code: str, message: str | None = None) -> None:
-        if message is None and code == "QuotaExceeded":
-            message = QUOTA_MESSAGE
         if message is None:
             info = lookup(code)
             message = info.message if info is not None else code
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
-
-    def http_status(self, variant: str) -> int:
-        """The HTTP status the catalog gives this code in ``variant`` (400 if uncatalogued)."""
-        info = lookup(self.code)
-        if info is None:
-            return 400
-        status = info.current_status if variant == "current" else info.status
-        if status == 0 and self.code == "QuotaExceeded":
-            return QUOTA_STATUS
-        return status or 400
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from bulk_attach import __version__
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.core.planning import RetrySelection
 from bulk_attach.errors import BulkAttachError, ExitCode, UsageError
+from bulk_attach.files.paths import run_report_for
 from bulk_attach.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
@@ -32,6 +34,7 @@ from bulk_attach.settings import (
     DEFAULT_RATE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_VPC_QUOTA,
+    DEFAULT_WAIT_LOCK,
     ClientSettings,
     ReportFormat,
     RetrySettings,
@@ -53,6 +56,18 @@ app = typer.Typer(
 log = logging.getLogger("bulk_attach")
 
 # --- shared option types ---------------------------------------------------------------
+
+
+def _finite(value: float | None) -> float | None:
+    """Refuse inf and nan (``1e400`` parses as inf): typer's min/max let them through."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+# The most a timeout or a wait may be: larger values overflow the event loop's timers.
+_MAX_SECONDS = 7 * 24 * 3600.0
+
 _CONN = "Connection"
 _CRED = "Credentials (prefer the environment or ~/.aliyun/config.json)"
 _RUN = "Run"
@@ -76,10 +91,26 @@ InsecureOpt = Annotated[
     ),
 ]
 ConnectTimeoutOpt = Annotated[
-    float, typer.Option("--connect-timeout", min=0.1, help="Seconds.", rich_help_panel=_CONN)
+    float,
+    typer.Option(
+        "--connect-timeout",
+        min=0.1,
+        max=3600.0,
+        callback=_finite,
+        help="Seconds.",
+        rich_help_panel=_CONN,
+    ),
 ]
 ReadTimeoutOpt = Annotated[
-    float, typer.Option("--read-timeout", min=0.1, help="Seconds.", rich_help_panel=_CONN)
+    float,
+    typer.Option(
+        "--read-timeout",
+        min=0.1,
+        max=3600.0,
+        callback=_finite,
+        help="Seconds.",
+        rich_help_panel=_CONN,
+    ),
 ]
 SignatureOpt = Annotated[
     SignatureVersion,
@@ -139,7 +170,8 @@ ReportOpt = Annotated[
     Path | None,
     typer.Option(
         "--report",
-        help="Report path \\[default: beside the input, INPUT.report.csv or .jsonl].",
+        help="Report path \\[default: beside the input: run writes INPUT.report.csv (or "
+        ".jsonl), retry STEM.retry.report.csv].",
         rich_help_panel=_OUT,
     ),
 ]
@@ -161,6 +193,8 @@ RateOpt = Annotated[
     typer.Option(
         "--rate",
         min=0.0,
+        max=1e6,
+        callback=_finite,
         help="Requests per second per region, retries and Describe calls included (0 = no limit).",
         rich_help_panel=_RUN,
     ),
@@ -179,6 +213,7 @@ FailureRateOpt = Annotated[
         "--max-failure-rate",
         min=0.0,
         max=1.0,
+        callback=_finite,
         help="Stop starting rows once more than this share of settled rows failed (exit 4).",
         rich_help_panel=_RUN,
     ),
@@ -197,7 +232,22 @@ DrainOpt = Annotated[
     typer.Option(
         "--drain-timeout",
         min=0.0,
+        max=_MAX_SECONDS,
+        callback=_finite,
         help="On Ctrl-C, seconds to let requests in flight settle.",
+        rich_help_panel=_RUN,
+    ),
+]
+WaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        metavar="SECONDS",
+        min=0.0,
+        max=_MAX_SECONDS,
+        callback=_finite,
+        help="When another run holds the report, wait up to this long for it instead of "
+        "stopping at once with exit code 75.",
         rich_help_panel=_RUN,
     ),
 ]
@@ -248,14 +298,6 @@ def _rate(value: float) -> float | None:
     return None if value == 0 else value
 
 
-def _default_report(input_path: Path, fmt: ReportFormat) -> Path:
-    name = input_path.name
-    if name.endswith(".report.csv") or name.endswith(".report.jsonl"):
-        stem = name.rsplit(".report.", 1)[0]
-        return input_path.with_name(f"{stem}.rerun.report.{fmt.value}")
-    return input_path.with_name(f"{input_path.stem}.report.{fmt.value}")
-
-
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
@@ -280,6 +322,7 @@ def _launch(
     min_settled: MinSettledOpt = DEFAULT_MIN_SETTLED,
     drain_timeout: DrainOpt = DEFAULT_DRAIN_TIMEOUT,
     fresh: FreshOpt = False,
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
     endpoint: EndpointOpt = None,
     insecure_http: InsecureOpt = False,
     connect_timeout: ConnectTimeoutOpt = DEFAULT_CONNECT_TIMEOUT,
@@ -312,7 +355,10 @@ def _launch(
     )
     settings = RunSettings(
         input_path=input_csv,
-        report_path=report or _default_report(input_csv, report_format),
+        # retry names its own report after the report it retries (``files/rerun.py``).
+        report_path=report
+        if report is not None or selection is not None
+        else run_report_for(input_csv, report_format),
         report_format=report_format,
         default_region=region,
         concurrency=concurrency,
@@ -324,6 +370,7 @@ def _launch(
         drain_timeout=drain_timeout,
         quiet=quiet,
         fresh=fresh,
+        wait_lock=wait_lock,
     )
     client = ClientSettings(
         endpoint=endpoint,
@@ -406,11 +453,12 @@ def retry(
     ] = None,
     **options: Any,
 ) -> None:
-    """Run again the rows of a report that did not succeed; writes a new report and a merged view.
+    """Run again the rows of a report that did not succeed; writes a retry report and a merged view.
 
     By default the rows whose failure may pass (throttled, ambiguous, locked instance, bad
-    instance state, skipped, quota). Every row is read back against the live link state
-    first: one fixed by hand is reported already_linked and not sent.
+    instance state, skipped, quota), as of each row's latest outcome across every earlier
+    retry. Every row is read back against the live link state first: one fixed by hand is
+    reported already_linked and not sent. An interrupted retry resumes when run again.
     """
     selection = RetrySelection(all_failed=all_failed, only=frozenset(only or ()))
     _launch(input_csv=source_report, selection=selection, **options)
@@ -439,7 +487,7 @@ def main() -> None:
             f"bulk-attach: internal error: {type(error).__name__}: {error}\n"
             "Run again with --debug for a traceback, and please report it.\n"
         )
-        sys.exit(70)
+        sys.exit(ExitCode.INTERNAL)
 
 
 _EMU = "Emulator"

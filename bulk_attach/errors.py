@@ -6,6 +6,8 @@
     ├── UsageError         exit 2    bad options or arguments
     │   └── InputError     exit 2    a bad input file: path, line and column in the message
     ├── ConfigError        exit 3    credentials, profiles, endpoints: the run cannot start
+    ├── LockedError        exit 75   another run holds the report (EX_TEMPFAIL: try later)
+    ├── ReportWriteError   exit 74   the report could not be written (disk full, EX_IOERR)
     └── EcsError           exit 1    one call that did not succeed; .code and .error_class
         ├── ApiError                 the service answered with an error body
         └── TransportError           no usable answer: not sent, timeout, connection lost
@@ -27,6 +29,8 @@ __all__ = [
     "EcsError",
     "ExitCode",
     "InputError",
+    "LockedError",
+    "ReportWriteError",
     "TransportError",
     "UsageError",
 ]
@@ -40,6 +44,9 @@ class ExitCode:
     USAGE = 2
     CONFIG = 3
     FAILURE_THRESHOLD = 4
+    INTERNAL = 70  # EX_SOFTWARE: a bug; --debug shows the traceback
+    REPORT_WRITE = 74  # EX_IOERR: the report could not be written (disk full...)
+    LOCKED = 75  # EX_TEMPFAIL: another run holds the report; try again later
     SIGINT = 130
     SIGTERM = 143
 
@@ -70,6 +77,32 @@ class InputError(UsageError):
 
 class ConfigError(BulkAttachError):
     exit_code = ExitCode.CONFIG
+
+
+class LockedError(BulkAttachError):
+    """Another run holds the report's lock: nothing was sent; try again later."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, report: object, holder: str, *, waited: float = 0.0) -> None:
+        self.report = report
+        self.holder = holder
+        after = f" after waiting {waited:g}s" if waited > 0 else ""
+        super().__init__(
+            f"{report} is in use by {holder}{after}; nothing was sent. Try again later, "
+            "or pass --wait-lock SECONDS to wait for it"
+        )
+
+
+class ReportWriteError(BulkAttachError):
+    """The report (or a sidecar) could not be written: the run stops, nothing is lost."""
+
+    exit_code = ExitCode.REPORT_WRITE
+
+    def __init__(self, path: object, error: OSError) -> None:
+        self.path = path
+        self.reason = error.strerror or str(error)
+        super().__init__(f"cannot write {path}: {self.reason}")
 
 
 class EcsError(BulkAttachError):

@@ -36,11 +36,26 @@ from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import stop_on_signals
 from bulk_attach.engine.sources import RowSource, lanes, planned
-from bulk_attach.errors import ExitCode
-from bulk_attach.files.csv_input import read_pairs
-from bulk_attach.files.report import ReportWriter, StartedJournal, started_path, write_summary
-from bulk_attach.files.rerun import pick_rows, write_merged
-from bulk_attach.files.resume import compact_report, prepare_report
+from bulk_attach.errors import ExitCode, ReportWriteError, UsageError
+from bulk_attach.files.csv_input import InputFingerprint, fingerprint, read_pairs
+from bulk_attach.files.lock import ReportLock
+from bulk_attach.files.paths import ReportPaths, run_report_for
+from bulk_attach.files.report import ReportWriter, StartedJournal, read_report, write_summary
+from bulk_attach.files.rerun import (
+    RETRY_COMMAND,
+    PickedRows,
+    fold_round,
+    pick_rows,
+    plan_round,
+    retry_family,
+)
+from bulk_attach.files.resume import (
+    Previous,
+    ReportPlan,
+    RoundPin,
+    compact_report,
+    prepare_report,
+)
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
 from bulk_attach.settings import ClientSettings, RunSettings
 
@@ -58,16 +73,22 @@ class JobResult:
     stop_reason: StopReason | None
 
 
-def summary_path_for(report_path: Path) -> Path:
-    return report_path.with_name(report_path.name + ".summary.json")
-
-
 def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
     if reason is not None:
         return reason.exit_code
     # Duplicates do not fail a run: the row they repeat ran and has its own outcome.
     unsuccessful = summary.not_succeeded - summary.count(Status.DUPLICATE)
     return ExitCode.OK if unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
+
+
+def report_path_of(settings: RunSettings) -> Path:
+    return settings.report_path or run_report_for(settings.input_path, settings.report_format)
+
+
+def _pinned(rows: RowSource, path: Path) -> InputFingerprint:
+    """The fingerprint of exactly the bytes the source read, when it knows them."""
+    known = getattr(rows, "fingerprint", None)
+    return known if isinstance(known, InputFingerprint) else fingerprint(path)
 
 
 async def run_job(
@@ -79,29 +100,74 @@ async def run_job(
     install_signal_handlers: bool = False,
     rows: RowSource | None = None,
     command: str = "run",
+    previous: Previous | None = None,
+    round_pin: RoundPin | None = None,
+    lock: ReportLock | None = None,
 ) -> JobResult:
     """Run every row of ``settings.input_path``; one report row per input row.
 
-    Resumes when the report already exists for the same input (unless ``settings.fresh``).
-    ``rows`` is the already-validated source when the caller has one (validation reads the
-    whole file once; there is no need to do it twice).
+    Resumes when the report already exists for the same input (unless ``settings.fresh``,
+    or ``previous`` says otherwise). ``rows`` is the already-validated source when the
+    caller has one. The report's lock is held for the whole run: taken here unless the
+    caller already holds it (``lock``); a report held by another run raises
+    ``LockedError`` before anything is read or sent.
     """
+    paths = ReportPaths(report_path_of(settings))
+    owned = lock is None
+    held = lock or ReportLock(paths.lock, paths.report, command=command)
+    held.acquire(settings.wait_lock)
+    try:
+        return await _run_locked(
+            settings,
+            client_settings,
+            credentials,
+            paths,
+            listeners=listeners,
+            install_signal_handlers=install_signal_handlers,
+            rows=rows,
+            command=command,
+            previous=previous,
+            round_pin=round_pin,
+        )
+    finally:
+        if owned:
+            held.release()
+
+
+async def _run_locked(
+    settings: RunSettings,
+    client_settings: ClientSettings,
+    credentials: Credentials,
+    paths: ReportPaths,
+    *,
+    listeners: Sequence[Listener],
+    install_signal_handlers: bool,
+    rows: RowSource | None,
+    command: str,
+    previous: Previous | None,
+    round_pin: RoundPin | None,
+) -> JobResult:
     if rows is None:
         rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
+    if previous is None:
+        previous = Previous.SET_ASIDE if settings.fresh else Previous.RESUME
     plan = prepare_report(
-        settings.report_path,
-        settings.input_path,
+        paths,
+        _pinned(rows, settings.input_path),
         settings.report_format,
-        fresh=settings.fresh,
+        previous=previous,
         command=command,
+        round_pin=round_pin,
     )
     control = RunControl()
     gate = RateGate(settings.rate)
     ledger = QuotaLedger(settings.vpc_quota)
-    summary = Summary()
+    this_run = Summary()
     threshold = FailureThreshold(settings.max_failure_rate, settings.min_settled)
     started_at, started = utc_now(), time.monotonic()
     in_doubt: set[Key] = set()
+    write_failure: ReportWriteError | None = None
+    moved: Path | None = None
 
     def emit(event: Event) -> None:
         for listener in listeners:
@@ -109,15 +175,15 @@ async def run_job(
 
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(EcsClient(client_settings, credentials, gate=gate))
+        # Only now does the run really start: the old report is set aside (--fresh), the
+        # input pinned. A run refused before this point leaves the old report untouched.
+        moved = plan.begin()
         report = stack.enter_context(
             ReportWriter(
-                settings.report_path,
-                settings.report_format,
-                rows.extra_columns,
-                append=plan.resuming,
+                paths.report, settings.report_format, rows.extra_columns, append=plan.resuming
             )
         )
-        journal = stack.enter_context(StartedJournal(started_path(settings.report_path)))
+        journal = stack.enter_context(StartedJournal(paths.started))
         attacher = Attacher(
             client,
             gate,
@@ -130,8 +196,10 @@ async def run_job(
         )
 
         def record(result: RowResult) -> None:
-            report.write(result)
-            summary.add(result)
+            if write_failure is not None:
+                return  # the report stopped at its last whole row; a re-run resumes from it
+            report.write(result)  # ReportWriteError ends the run (see below)
+            this_run.add(result)
             emit(RowSettled(result))
             if threshold.crossed(result) and control.stop(
                 StopReason.THRESHOLD,
@@ -155,30 +223,88 @@ async def run_job(
             else nullcontext()
         )
         with signals:
-            await pool.run(*(planned(lane, plan.planner, in_doubt) for lane in lanes(rows)))
+            try:
+                await pool.run(*(planned(lane, plan.planner, in_doubt) for lane in lanes(rows)))
+            except ReportWriteError as error:
+                # Disk full (or the like): every worker was stopped; the rows still in
+                # flight are in the journal and are read back by the next run.
+                write_failure = error
+                control.stop(StopReason.REPORT_WRITE, str(error))
+                emit(RunStopping(f"{error}; stopping"))
 
-    if plan.resuming:
+    return _conclude(
+        settings,
+        paths,
+        plan,
+        _Outcome(
+            this_run=this_run,
+            control=control,
+            ledger=ledger,
+            write_failure=write_failure,
+            started_at=started_at,
+            duration=time.monotonic() - started,
+            moved=moved,
+            in_doubt=len(in_doubt),
+            extra_columns=rows.extra_columns,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What a run leaves for its summary."""
+
+    this_run: Summary
+    control: RunControl
+    ledger: QuotaLedger
+    write_failure: ReportWriteError | None
+    started_at: str
+    duration: float
+    moved: Path | None
+    in_doubt: int
+    extra_columns: tuple[str, ...]
+
+
+def _conclude(
+    settings: RunSettings, paths: ReportPaths, plan: ReportPlan, outcome: _Outcome
+) -> JobResult:
+    """Compact a resumed report, mark a finished one, and write the summary."""
+    control, this_run = outcome.control, outcome.this_run
+    summary = this_run
+    if outcome.write_failure is not None:
+        summary = Summary(read_report(paths.report))
+    elif plan.resuming:
         # The report now holds the old rows and this run's: keep the latest of each.
-        summary = compact_report(settings.report_path, settings.report_format, rows.extra_columns)
-    duration = time.monotonic() - started
+        summary = compact_report(paths, settings.report_format, outcome.extra_columns)
+    if control.reason is None:
+        plan.finish()
     code = exit_code_for(summary, control.reason)
+    stop_detail = control.detail or None
+    if outcome.write_failure is not None:
+        stop_detail = (
+            f"{outcome.write_failure}. The report is intact up to its last whole row "
+            f"({summary.total} rows); running the same command again resumes from there"
+        )
     data = summary.to_dict(
-        duration=duration,
-        started_at=started_at,
+        duration=outcome.duration,
+        started_at=outcome.started_at,
         finished_at=utc_now(),
-        vpc_quota=ledger.snapshot(),
+        vpc_quota=outcome.ledger.snapshot(),
+        this_run=this_run if summary is not this_run else None,
         exit_code=code,
         stopped=str(control.reason) if control.reason else None,
-        stop_detail=control.detail or None,
-        report=str(settings.report_path),
+        stop_detail=stop_detail,
+        report=str(paths.report),
         input=str(settings.input_path),
         resumed=plan.resuming,
-        read_back_in_flight=len(in_doubt),
-        previous_report=str(plan.set_aside) if plan.set_aside else None,
+        read_back_in_flight=outcome.in_doubt,
+        previous_report=str(outcome.moved) if outcome.moved else None,
     )
-    summary_path = summary_path_for(settings.report_path)
-    write_summary(summary_path, data)
-    return JobResult(code, data, settings.report_path, summary_path, control.reason)
+    try:
+        write_summary(paths.summary, data)
+    except OSError as error:
+        log.warning("could not write the summary %s: %s", paths.summary, error.strerror or error)
+    return JobResult(code, data, paths.report, paths.summary, control.reason)
 
 
 # --- the CLI's entry -------------------------------------------------------------------
@@ -195,49 +321,172 @@ async def main(
     world: Path | None,
     retry: RetrySelection | None = None,
 ) -> int:
-    """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary."""
+    """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary.
+
+    The report's lock is taken first: a second run of the same job stops here (exit 75),
+    before it reads, validates or sends anything.
+    """
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    # Validate the whole input before anything touches the network (InputError: exit 2).
-    rows: RowSource
-    if retry is None:
+    link = _Link(client_settings, options, env, emulator, world)
+    if retry is not None:
+        return await _retry(settings, link, retry)
+    paths = ReportPaths(report_path_of(settings))
+    settings = replace(settings, report_path=paths.report)
+    with ReportLock(paths.lock, paths.report, command="run").acquire(settings.wait_lock) as lock:
+        # Validate the whole input before anything touches the network (InputError: exit 2).
         rows = read_pairs(settings.input_path, settings.default_region)
+        result = await _launch(settings, link, rows, lock=lock)
+    _print_result(settings, result)
+    return result.exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """How to reach the service: settings, credentials, or the embedded emulator."""
+
+    client: ClientSettings
+    options: CredentialOptions
+    env: Mapping[str, str]
+    emulator: bool
+    world: Path | None
+
+
+async def _retry(settings: RunSettings, link: _Link, selection: RetrySelection) -> int:
+    """One round of retry (see ``files/rerun.py``), under the source report's lock."""
+    family = retry_family(settings.input_path, settings.report_format, settings.report_path)
+    source = family.source
+    with ReportLock(source.lock, source.report, command=RETRY_COMMAND).acquire(
+        settings.wait_lock
+    ) as lock:
+        rnd = plan_round(family, selection)
+        rows = pick_rows(rnd.base, selection)
+        say = _say(settings)
+        if family.redirected:
+            say(f"retry: {family.given} belongs to {source.report}; retrying that report")
+        if rnd.folded is not None:
+            say(f"retry: the previous round's outcomes were folded into {rnd.folded}")
+        _check_only(selection, rows, rnd.base, say)
+        if rows.total == 0:
+            return _nothing_to_retry(rows, rnd.base, say)
+        what = "resuming the interrupted round" if rnd.resume else f"round {rnd.pin.round}"
+        say(f"retry: {rows.total} rows of {rnd.base} selected ({selection.describe()}); {what}")
+        settings = replace(settings, input_path=rnd.base, report_path=family.retry.report)
+        result = await _launch(
+            settings,
+            link,
+            rows,
+            lock=lock,
+            command=RETRY_COMMAND,
+            previous=Previous.RESUME if rnd.resume else Previous.REPLACE,
+            round_pin=rnd.pin,
+        )
+        merged: Path | None = None
+        code = result.exit_code
+        if result.stop_reason is None:
+            merged = fold_round(family, rnd.base, rnd.pin.source, rnd.pin.round)
+            # The exit code speaks for the whole report: 0 once every row has succeeded.
+            code = exit_code_for(Summary(read_report(merged)), None)
+    _print_result(settings, result, exit_code=code)
+    if merged is not None:
+        say(f"merged view (latest outcome and history per row): {merged}")
     else:
-        rows = pick_rows(settings.input_path, retry)
+        say(
+            "merged view not updated: the round was stopped; run the same command again "
+            "to resume it"
+        )
+    return code
+
+
+def _check_only(
+    selection: RetrySelection, rows: PickedRows, base: Path, say: Callable[[str], None]
+) -> None:
+    if not selection.only:
+        return
+    absent = sorted(selection.only - set(rows.codes))
+    if not absent:
+        return
+    present = ", ".join(f"{code} ({n})" for code, n in rows.codes.most_common()) or "none"
+    if len(absent) == len(selection.only):
+        raise UsageError(
+            f"--only {', '.join(absent)}: no row of {base} that did not succeed has "
+            f"{'this code' if len(absent) == 1 else 'these codes'}; the codes there: {present}"
+        )
+    sys.stderr.write(
+        f"bulk-attach: warning: --only {', '.join(absent)}: no row of {base} has "
+        f"{'this code' if len(absent) == 1 else 'these codes'}\n"
+    )
+
+
+def _nothing_to_retry(rows: PickedRows, base: Path, say: Callable[[str], None]) -> int:
+    if rows.not_succeeded == 0:
+        say(f"retry: nothing to retry: every row of {base} has succeeded")
+        return ExitCode.OK
+    codes = ", ".join(f"{code} ({n})" for code, n in rows.codes.most_common())
+    sys.stderr.write(
+        f"bulk-attach: nothing to retry: {rows.not_succeeded} rows of {base} did not succeed, "
+        f"and the selection takes none of them ({codes}). --all-failed sends them all, "
+        "--only CODE the rows with that code.\n"
+    )
+    return ExitCode.SOME_ROWS_FAILED
+
+
+def _say(settings: RunSettings) -> Callable[[str], None]:
+    def say(text: str) -> None:
         if not settings.quiet:
-            sys.stderr.write(
-                f"retry: {rows.total} rows of {settings.input_path} selected ({retry.describe()})\n"
-            )
+            sys.stderr.write(text + "\n")
+
+    return say
+
+
+async def _launch(
+    settings: RunSettings,
+    link: _Link,
+    rows: RowSource,
+    *,
+    lock: ReportLock,
+    command: str = "run",
+    previous: Previous | None = None,
+    round_pin: RoundPin | None = None,
+) -> JobResult:
+    """Credentials (or the embedded emulator), progress, and the run itself."""
+    client_settings = link.client
     async with AsyncExitStack() as stack:
-        if emulator:
+        if link.emulator:
             credentials, client_settings = await _start_emulator(
-                stack, settings, client_settings, world
+                stack, settings, client_settings, link.world
             )
         else:
-            credentials = resolve_credentials(options, env)
+            credentials = resolve_credentials(link.options, link.env)
         log.info("credentials from %s", credentials.source)
         listeners, close = _progress(settings, rows.total)
         try:
-            result = await run_job(
+            return await run_job(
                 settings,
                 client_settings,
                 credentials,
                 listeners=listeners,
                 install_signal_handlers=True,
                 rows=rows,
-                command="run" if retry is None else "retry",
+                command=command,
+                previous=previous,
+                round_pin=round_pin,
+                lock=lock,
             )
         finally:
             close()
-    merged = None
-    if retry is not None:
-        merged = write_merged(settings.input_path, result.report_path, settings.report_format)
-    if not settings.quiet:
-        sys.stderr.write(render_summary(result.summary) + "\n")
-        sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
-        if merged is not None:
-            sys.stderr.write(f"merged view (latest outcome and history per row): {merged}\n")
-    return result.exit_code
+
+
+def _print_result(
+    settings: RunSettings, result: JobResult, *, exit_code: int | None = None
+) -> None:
+    if settings.quiet:
+        return
+    summary = dict(result.summary)
+    if exit_code is not None:
+        summary["exit_code"] = exit_code
+    sys.stderr.write(render_summary(summary) + "\n")
+    sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
 
 
 async def _start_emulator(

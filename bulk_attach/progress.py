@@ -40,12 +40,9 @@ class _Counts:
             self.settled += 1
 
     def fields(self) -> dict[str, int]:
-        return {
-            "attached": self.by_status[Status.ATTACHED] + self.by_status[Status.ALREADY_LINKED],
-            "failed": self.by_status[Status.FAILED] + self.by_status[Status.INVALID],
-            "skipped": self.by_status[Status.SKIPPED],
-            "retrying": len(self.retrying),
-        }
+        """Each status under its own name (zeros left out), then the rows being retried."""
+        counts = {status.value: self.by_status[status] for status in Status}
+        return {name: n for name, n in counts.items() if n} | {"retrying": len(self.retrying)}
 
 
 class TqdmProgress:
@@ -115,10 +112,19 @@ class LogProgress:
 
 def render_summary(summary: dict[str, Any]) -> str:
     """The end-of-run summary for a person: statuses, error codes, VPC headroom, speed."""
-    lines = [
-        f"{summary['total']} rows in {summary['duration_seconds']:.1f}s "
-        f"({summary['rows_per_second']:.1f} rows/s, {summary['attempts']} attach attempts)"
-    ]
+    kept = summary.get("kept_from_earlier_runs", 0)
+    ran = summary.get("this_run", {}).get("rows", summary["total"])
+    speed = (
+        f"{summary['duration_seconds']:.1f}s ({summary['rows_per_second']:.1f} rows/s, "
+        f"{summary['attempts']} attach attempts)"
+    )
+    if kept:
+        lines = [
+            f"{summary['total']} rows in the report: {kept} kept from earlier runs, "
+            f"{ran} settled by this run in {speed}"
+        ]
+    else:
+        lines = [f"{summary['total']} rows in {speed}"]
     statuses = ", ".join(f"{name} {n}" for name, n in summary["by_status"].items() if n)
     lines.append(f"  status: {statuses or 'none'}")
     if summary["by_error_code"]:

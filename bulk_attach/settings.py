@@ -27,6 +27,7 @@ DEFAULT_VPC_QUOTA = 1000
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MIN_SETTLED = 100
 DEFAULT_DRAIN_TIMEOUT = 30.0  # seconds to let in-flight requests settle after Ctrl-C
+DEFAULT_WAIT_LOCK = 0.0  # seconds to wait for another run holding the report (0: refuse)
 
 
 class SignatureVersion(StrEnum):
@@ -66,7 +67,8 @@ class RunSettings:
     """What one bulk run does."""
 
     input_path: Path
-    report_path: Path
+    # None: the default beside the input (``files/paths.py``), or retry's own report.
+    report_path: Path | None = None
     report_format: ReportFormat = ReportFormat.CSV
     default_region: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
@@ -78,3 +80,4 @@ class RunSettings:
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     quiet: bool = False
     fresh: bool = False
+    wait_lock: float = DEFAULT_WAIT_LOCK

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bulk_attach.core.outcomes import RowResult, Status
 from bulk_attach.errors import InputError
+from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import (
     COLUMNS,
     ReportMeta,
@@ -19,13 +20,11 @@ from bulk_attach.files.report import (
     ReportWriter,
     StartedJournal,
     detect_format,
-    meta_path,
     read_meta,
     read_report,
     read_started,
     repair_report,
     set_aside,
-    started_path,
     write_meta,
     write_summary,
 )
@@ -243,20 +242,20 @@ def test_meta_sidecar_round_trip_and_input_check(tmp_path: Path) -> None:
     report = tmp_path / "report.csv"
     assert read_meta(report) is None
     meta = ReportMeta("/data/pairs.csv", 120, "ab" * 32, created_at="2024-05-01T10:00:00Z")
-    assert write_meta(report, meta) == meta_path(report) == tmp_path / "report.csv.meta.json"
+    assert write_meta(report, meta) == ReportPaths(report).meta == tmp_path / "report.csv.meta.json"
     assert read_meta(report) == meta
     assert meta.input_differs(120, "ab" * 32) is None
     assert "input changed" in (meta.input_differs(121, "cd" * 32) or "")
-    meta_path(report).write_text("{not json", encoding="utf-8")
+    ReportPaths(report).meta.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="metadata"):
         read_meta(report)
-    meta_path(report).write_text("{}", encoding="utf-8")
+    ReportPaths(report).meta.write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match="not a report metadata"):
         read_meta(report)
 
 
 def test_started_journal(tmp_path: Path) -> None:
-    path = started_path(tmp_path / "report.csv")
+    path = ReportPaths(tmp_path / "report.csv").started
     assert read_started(path) == set()
     with StartedJournal(path) as journal:
         journal.mark(2, ("cn-hangzhou", "i-a1", "vpc-a"))
@@ -277,15 +276,20 @@ def test_set_aside_moves_report_and_sidecars(tmp_path: Path) -> None:
     report = tmp_path / "pairs.report.csv"
     write(report, ReportFormat.CSV, [sample(2)])
     write_meta(report, ReportMeta("p", 1, "x"))
-    StartedJournal(started_path(report)).close()
-    moved = set_aside(report, "20240501T100000")
+    paths = ReportPaths(report)
+    StartedJournal(paths.started).close()
+    paths.summary.write_text("{}", encoding="utf-8")
+    paths.lock.touch()  # the lock belongs to the path, not to this report: it stays
+    moved = set_aside(paths, "20240501T100000")
     assert moved == tmp_path / "pairs.report.20240501T100000.csv"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "pairs.report.20240501T100000.csv",
         "pairs.report.20240501T100000.csv.meta.json",
         "pairs.report.20240501T100000.csv.started",
+        "pairs.report.20240501T100000.csv.summary.json",
+        "pairs.report.csv.lock",
     ]
-    assert set_aside(report, "again") is None
+    assert set_aside(paths, "again") is None
 
 
 text = st.text(st.characters(codec="utf-8"), max_size=30)

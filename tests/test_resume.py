@@ -37,8 +37,9 @@ from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import RunningEmulator, running_emulator
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT
 from bulk_attach.errors import ExitCode
-from bulk_attach.files.report import ReportWriter, read_report, started_path
-from bulk_attach.job import JobResult, run_job, summary_path_for
+from bulk_attach.files.paths import ReportPaths
+from bulk_attach.files.report import ReportWriter, read_report
+from bulk_attach.job import JobResult, run_job
 from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
 
 REGION = "cn-hangzhou"
@@ -287,7 +288,7 @@ def test_kill_9_at_random_moments_then_resume_to_completion(
     pairs = make_pairs(KILL_ROWS, KILL_VPCS, prefix="i-k")
     pairs_csv = write_pairs(tmp_path / "pairs.csv", pairs)
     report = tmp_path / "report.csv"
-    journal = started_path(report)
+    journal = ReportPaths(report).started
     run_log = tmp_path / "runs.log"
     env = {
         **cli_env,
@@ -363,7 +364,7 @@ def test_kill_9_at_random_moments_then_resume_to_completion(
         if row.message == READ_BACK:
             assert row.attempts == 0
     # The last resume read back exactly the rows the last kill left unsettled.
-    summary = json.loads(summary_path_for(report).read_text())
+    summary = json.loads(ReportPaths(report).summary.read_text())
     assert summary["resumed"] is True
     assert summary["read_back_in_flight"] == len(kills[-1].unsettled)
 
@@ -460,7 +461,7 @@ async def test_changed_input_is_refused_and_fresh_starts_over(tmp_path: Path, ru
         assert fresh.returncode == ExitCode.OK, fresh.stderr
         state = emu.model.snapshot()
 
-    summary = json.loads(summary_path_for(report).read_text())
+    summary = json.loads(ReportPaths(report).summary.read_text())
     assert summary["resumed"] is False
     aside = Path(summary["previous_report"])
     assert aside.parent == tmp_path
@@ -494,7 +495,7 @@ async def test_resume_matches_rows_by_identity_not_position(tmp_path: Path) -> N
         # (links removed, nothing journaled), as if they had never been started.
         with ReportWriter(report) as writer:
             writer.write_all(kept)
-        started_path(report).unlink()
+        ReportPaths(report).started.unlink()
         for row in dropped:
             emu.model.detach("default", REGION, row.instance_id, row.vpc_id)
         emu.model.reset_counters()
@@ -597,7 +598,7 @@ async def test_rows_in_flight_at_a_hard_stop_are_read_back_on_resume(
             cwd=tmp_path,
         )
         try:
-            journal = started_path(report)
+            journal = ReportPaths(report).started
             async with asyncio.timeout(DEADLINE):
                 # The child writes the journal: no event to wait on, so poll it.
                 while len(journal_keys(journal)) < 4:  # noqa: ASYNC110

@@ -210,7 +210,7 @@ async def test_retry_default_sends_only_rows_whose_failure_may_pass(
     assert f"retry: {len(MAY_PASS)} rows of {mixed.report} selected" in done.stderr
     assert attempts == Counter(MAY_PASS - {"i-fixed"})
     assert done.returncode == ExitCode.SOME_ROWS_FAILED, done.stderr  # i-locked still is
-    new_report = tmp_path / "pairs.rerun.report.csv"
+    new_report = tmp_path / "pairs.retry.report.csv"
     new = by_instance(read_report(new_report))
     assert set(new) == MAY_PASS
     assert new["i-fixed"].status is Status.ALREADY_LINKED
@@ -224,7 +224,7 @@ async def test_retry_default_sends_only_rows_whose_failure_may_pass(
         assert row.extra == mixed.rows[instance].extra
 
     # The merged view: every row of the old report once, its latest outcome and history.
-    merged_path = tmp_path / "pairs.rerun.report.merged.csv"
+    merged_path = tmp_path / "pairs.merged.report.csv"
     assert f"merged view (latest outcome and history per row): {merged_path}" in done.stderr
     header = merged_path.read_text(encoding="utf-8").splitlines()[0].split(",")
     assert header[-3:] == ["Note", "History", "TotalAttempts"]
@@ -276,7 +276,8 @@ async def test_retry_all_failed_sends_permanent_failures_too(tmp_path: Path, run
     assert set(new) == MAY_PASS | PERMANENT
     for instance in PERMANENT:  # sent again, failed again the same way
         assert (new[instance].status, new[instance].error_code) == FIRST_RUN[instance]
-    assert (tmp_path / "all.merged.csv").exists()
+    # One merged view per source report, whatever --report this round wrote to.
+    assert (tmp_path / "pairs.merged.report.csv").exists()
 
 
 async def test_retry_only_the_chosen_codes(tmp_path: Path, run_cli: Any) -> None:
@@ -335,11 +336,11 @@ async def test_retry_of_a_json_lines_report(tmp_path: Path, run_cli: Any) -> Non
 
     assert done.returncode == ExitCode.SOME_ROWS_FAILED, done.stderr
     assert attempts == Counter(MAY_PASS - {"i-fixed"})
-    new_report = tmp_path / "pairs.rerun.report.jsonl"
+    new_report = tmp_path / "pairs.retry.report.jsonl"
     new = by_instance(read_report(new_report))
     assert set(new) == MAY_PASS
     assert extra(new["i-q2"], "Note") == NOTES["i-q2"]
-    merged_path = tmp_path / "pairs.rerun.report.merged.jsonl"
+    merged_path = tmp_path / "pairs.merged.report.jsonl"
     records = [json.loads(line) for line in merged_path.read_text().splitlines()]
     assert len(records) == len(mixed.rows)
     by_id = {r["InstanceId"]: r for r in records}
@@ -365,7 +366,7 @@ async def test_retry_of_a_merged_view_continues_its_history(tmp_path: Path, run_
         common = ("--endpoint", emu.endpoint, "--rate", "0", "-q")
         first = await run_cli("retry", mixed.report, *common, env_extra=mixed.env)
         assert first.returncode == ExitCode.SOME_ROWS_FAILED, first.stderr
-        merged_once = tmp_path / "pairs.rerun.report.merged.csv"
+        merged_once = tmp_path / "pairs.merged.report.csv"
         emu.model.reset_counters()
         emu.emulator.calls.clear()
         second_report = tmp_path / "second.csv"
@@ -376,7 +377,7 @@ async def test_retry_of_a_merged_view_continues_its_history(tmp_path: Path, run_
 
     assert second.returncode == ExitCode.SOME_ROWS_FAILED, second.stderr
     assert attempts == Counter({"i-locked"})  # the only row whose failure may still pass
-    merged_twice = tmp_path / "second.merged.csv"
+    merged_twice = merged_once  # updated in place: the family has one merged view
     header = merged_twice.read_text(encoding="utf-8").splitlines()[0].split(",")
     assert len(header) == len(set(header)), header
     assert header[-3:] == ["Note", "History", "TotalAttempts"]

@@ -172,14 +172,18 @@ class Summary:
         started_at: str = "",
         finished_at: str = "",
         vpc_quota: Mapping[str, Mapping[str, int]] | None = None,
+        this_run: Summary | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """The JSON summary.
 
-        ``vpc_quota`` maps a VPC to its ledger figures (e.g. ``linked``, ``quota``,
-        ``headroom``), merged into that VPC's entry. ``extra`` keys (exit code, report
-        path, stop reason...) are added at the top level.
+        The counts describe the report (every row once). ``this_run``, for a resumed run,
+        is what this run itself settled: attempts and speeds are its own, and the rows
+        kept from earlier runs are counted apart. ``vpc_quota`` maps a VPC to its ledger
+        figures (e.g. ``linked``, ``quota``, ``headroom``), merged into that VPC's entry.
+        ``extra`` keys (exit code, report path, stop reason...) are added at the top level.
         """
+        ran = self if this_run is None else this_run
         vpcs: dict[str, dict[str, int]] = self.by_vpc()
         for vpc, figures in (vpc_quota or {}).items():
             vpcs.setdefault(vpc, {}).update(figures)
@@ -190,12 +194,17 @@ class Summary:
             "by_status": self.by_status(),
             "by_error_code": self.by_code(),
             "by_vpc": dict(sorted(vpcs.items())),
-            "attempts": self._attempts,
+            "this_run": {
+                "rows": ran.total,
+                "by_status": {name: n for name, n in ran.by_status().items() if n},
+            },
+            "kept_from_earlier_runs": self.total - ran.total,
+            "attempts": ran.attempts,
             "started_at": started_at,
             "finished_at": finished_at,
             "duration_seconds": round(duration, 3),
-            "rows_per_second": round(self.throughput(self.total, duration), 2),
-            "sent_per_second": round(self.throughput(self.sent, duration), 2),
+            "rows_per_second": round(self.throughput(ran.total, duration), 2),
+            "sent_per_second": round(self.throughput(ran.sent, duration), 2),
         }
         data.update(extra)
         return data

@@ -15,6 +15,7 @@ class StopReason(StrEnum):
     THRESHOLD = "failure threshold"
     SIGINT = "interrupted (SIGINT)"
     SIGTERM = "terminated (SIGTERM)"
+    REPORT_WRITE = "the report could not be written"
 
     @property
     def exit_code(self) -> int:
@@ -23,6 +24,7 @@ class StopReason(StrEnum):
             StopReason.THRESHOLD: ExitCode.FAILURE_THRESHOLD,
             StopReason.SIGINT: ExitCode.SIGINT,
             StopReason.SIGTERM: ExitCode.SIGTERM,
+            StopReason.REPORT_WRITE: ExitCode.REPORT_WRITE,
         }[self]
 
 

@@ -22,14 +22,17 @@ most that window). Reading tolerates a torn last record (it is dropped and ``tor
 set); opening for append first cuts such a tail off, so new rows never glue onto a
 fragment.
 
-Sidecars (beside the report, same name plus a suffix)
------------------------------------------------------
+Sidecars (beside the report, same name plus a suffix; ``files/paths.py`` names them all)
+------------------------------------------------------------------------------------------
 ``<report>.meta.json``  written when a run starts: which input the report belongs to
                         (path, size, sha256), format and command; resume refuses a
                         changed input.
 ``<report>.started``    journal of rows handed to the service, one ``line<TAB>region<TAB>
                         instance<TAB>vpc`` per row, written before the attach leaves: a
                         resume reads back rows started but never settled.
+
+A write that fails (disk full) raises ``ReportWriteError`` after cutting off whatever part
+of the row reached the file, so the report stays intact up to its last whole row.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from typing import Any, BinaryIO, Self
 
 from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.rows import normalize_column
-from bulk_attach.errors import InputError
+from bulk_attach.errors import InputError, ReportWriteError
+from bulk_attach.files.paths import ReportPaths
 from bulk_attach.settings import ReportFormat
 
 __all__ = [
@@ -60,15 +64,12 @@ __all__ = [
     "ReportWriter",
     "StartedJournal",
     "detect_format",
-    "meta_path",
     "read_meta",
     "read_report",
     "read_started",
     "record_of",
     "repair_report",
     "result_of",
-    "set_aside",
-    "started_path",
     "write_meta",
     "write_summary",
 ]
@@ -399,6 +400,7 @@ class ReportWriter(_ClosedOnExit):
         "_clock",
         "_fd",
         "_last_sync",
+        "_size",
         "_unsynced",
         "extra_columns",
         "format",
@@ -425,6 +427,7 @@ class ReportWriter(_ClosedOnExit):
         self._fd: int | None = None
         self._last_sync = 0.0
         self._unsynced = False
+        self._size = 0  # bytes in the file after the last whole row
         self.written = 0
         self._open(append)
 
@@ -439,7 +442,11 @@ class ReportWriter(_ClosedOnExit):
         else:
             new = True
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-        self._fd = os.open(self.path, flags, 0o644)
+        try:
+            self._fd = os.open(self.path, flags, 0o644)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as error:
+            raise ReportWriteError(self.path, error) from None
         self._last_sync = self._clock()
         if new and self.format is ReportFormat.CSV:
             self._write(_csv_line((*COLUMNS, *self.extra_columns)).encode("utf-8"))
@@ -464,9 +471,17 @@ class ReportWriter(_ClosedOnExit):
         if self._fd is None:
             raise ValueError("the report is closed")
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as error:
+            # Disk full, quota, I/O error: cut off the part of the row that got through, so
+            # the report ends on a whole row and a re-run resumes from it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise ReportWriteError(self.path, error) from None
+        self._size += len(data)
         self._unsynced = True
 
     def write(self, result: RowResult) -> None:
@@ -492,7 +507,10 @@ class ReportWriter(_ClosedOnExit):
     def sync(self) -> None:
         """Force written rows to disk (they are already safe from a process crash)."""
         if self._fd is not None and self._unsynced:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as error:
+                raise ReportWriteError(self.path, error) from None
             self._unsynced = False
         self._last_sync = self._clock()
 
@@ -539,16 +557,6 @@ def write_summary(path: str | os.PathLike[str], summary: Mapping[str, Any]) -> N
     _atomic_write(Path(path), json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
-def meta_path(report_path: str | os.PathLike[str]) -> Path:
-    report = Path(report_path)
-    return report.with_name(report.name + ".meta.json")
-
-
-def started_path(report_path: str | os.PathLike[str]) -> Path:
-    report = Path(report_path)
-    return report.with_name(report.name + ".started")
-
-
 @dataclass(frozen=True, slots=True)
 class ReportMeta:
     """What a report belongs to; written beside it when a run starts."""
@@ -560,6 +568,19 @@ class ReportMeta:
     command: str = "run"
     created_at: str = ""
     version: int = 1
+    # Set when the run ended without being stopped: a retry round that finished is folded
+    # into the merged view, and the next retry starts a new round instead of resuming it.
+    finished: bool = False
+    # For a retry round and a merged view: the source report (the family's first report),
+    # pinned by size and hash, the round number and the selection it ran.
+    source_path: str = ""
+    source_size: int = -1
+    source_sha256: str = ""
+    round: int = 0
+    selection: str = ""
+
+    def source_differs(self, size: int, sha256: str) -> bool:
+        return self.source_size != size or self.source_sha256 != sha256
 
     def input_differs(self, size: int, sha256: str) -> str | None:
         """Why an input no longer matches this report, or None when it does."""
@@ -573,14 +594,14 @@ class ReportMeta:
 
 
 def write_meta(report_path: str | os.PathLike[str], meta: ReportMeta) -> Path:
-    path = meta_path(report_path)
+    path = ReportPaths(Path(report_path)).meta
     _atomic_write(path, json.dumps(asdict(meta), indent=2) + "\n")
     return path
 
 
 def read_meta(report_path: str | os.PathLike[str]) -> ReportMeta | None:
     """The report's metadata; None when it has no sidecar. A damaged one is an InputError."""
-    path = meta_path(report_path)
+    path = ReportPaths(Path(report_path)).meta
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -596,6 +617,12 @@ def read_meta(report_path: str | os.PathLike[str]) -> ReportMeta | None:
             command=str(data.get("command", "run")),
             created_at=str(data.get("created_at", "")),
             version=int(data.get("version", 1)),
+            finished=bool(data.get("finished", False)),
+            source_path=str(data.get("source_path", "")),
+            source_size=int(data.get("source_size", -1)),
+            source_sha256=str(data.get("source_sha256", "")),
+            round=int(data.get("round", 0)),
+            selection=str(data.get("selection", "")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(str(path), f"not a report metadata file: {error}") from None
@@ -625,7 +652,10 @@ class StartedJournal(_ClosedOnExit):
         if self._fd is None:
             raise ValueError("the journal is closed")
         region, instance, vpc = key
-        os.write(self._fd, f"{line}\t{region}\t{instance}\t{vpc}\n".encode())
+        try:
+            os.write(self._fd, f"{line}\t{region}\t{instance}\t{vpc}\n".encode())
+        except OSError as error:
+            raise ReportWriteError(self.path, error) from None
 
     def close(self) -> None:
         if self._fd is not None:
@@ -649,16 +679,16 @@ def read_started(path: str | os.PathLike[str]) -> set[Key]:
     return keys
 
 
-def set_aside(report_path: str | os.PathLike[str], tag: str) -> Path | None:
-    """``--fresh``: rename the report and its sidecars to ``<stem>.<tag><suffix>``; returns
-    the report's new path (None when there was no report)."""
-    report = Path(report_path)
+def set_aside(paths: ReportPaths, tag: str) -> Path | None:
+    """``--fresh``: rename the report and its sidecars to ``<stem>.<tag><suffix>`` (the
+    lock stays); returns the report's new path (None when there was no report)."""
+    report = paths.report
     moved: Path | None = None
-    renamed = report.with_name(f"{report.stem}.{tag}{report.suffix}")
+    renamed = paths.set_aside_as(tag)
     if report.exists():
-        os.replace(report, renamed)
-        moved = renamed
-    for side in (meta_path(report), started_path(report)):
+        os.replace(report, renamed.report)
+        moved = renamed.report
+    for side, new in zip(paths.sidecars, renamed.sidecars, strict=True):
         if side.exists():
-            os.replace(side, side.with_name(renamed.name + side.name[len(report.name) :]))
+            os.replace(side, new)
     return moved

@@ -1,23 +1,31 @@
-"""Opening a report for a run: fresh, resumed, or set aside with ``--fresh``.
+"""Opening a report for a run: fresh, resumed, replaced by a new retry round, or set aside.
 
 The report is the record of a run. Running the same command again finds it, checks that
 it belongs to the same input (path, size, sha256 pinned in ``<report>.meta.json``), and
 plans from it: settled rows are kept, rows started but never settled are read back first,
 the rest run. At the end, ``compact_report`` rewrites a resumed report so it again holds
 exactly one row per input row (the latest outcome of each), in input order.
+
+Planning (``prepare_report``) only reads; ``ReportPlan.begin`` makes the changes (sets the
+old report aside, starts a fresh journal, pins the input) once the run really starts, so
+a run that fails before it sends anything leaves the old report where it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from bulk_attach.core.outcomes import REJECTED, RowResult, Summary
 from bulk_attach.core.planning import ResumePlanner
 from bulk_attach.errors import UsageError
-from bulk_attach.files.csv_input import fingerprint
+from bulk_attach.files.csv_input import InputFingerprint
+from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import (
     ReportMeta,
     ReportWriter,
@@ -25,24 +33,58 @@ from bulk_attach.files.report import (
     read_report,
     read_started,
     set_aside,
-    started_path,
     write_meta,
 )
 from bulk_attach.settings import ReportFormat
 
-__all__ = ["ReportPlan", "compact_report", "prepare_report"]
+__all__ = ["Previous", "ReportPlan", "RoundPin", "compact_report", "prepare_report"]
+
+
+class Previous(StrEnum):
+    """What a run does with a report that already exists at its path."""
+
+    RESUME = "resume"  # the same input: keep its settled rows, run the rest (run's default)
+    SET_ASIDE = "set_aside"  # --fresh: keep it under another name and start over
+    REPLACE = "replace"  # a new retry round: the old round is already in the merged view
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPin:
+    """What a retry round pins in its report's metadata (see ``files/rerun.py``)."""
+
+    source: InputFingerprint
+    round: int
+    selection: str
 
 
 @dataclass(frozen=True, slots=True)
 class ReportPlan:
-    """How this run treats its report."""
+    """How this run treats its report; ``begin`` and ``finish`` write what it decided."""
 
+    paths: ReportPaths
     planner: ResumePlanner | None  # None: a fresh report
-    set_aside: Path | None  # where --fresh moved the old report, if it did
+    meta: ReportMeta  # written by ``begin``
+    set_aside_old: bool  # ``begin`` moves the old report away first
 
     @property
     def resuming(self) -> bool:
         return self.planner is not None
+
+    def begin(self) -> Path | None:
+        """The run really starts: set the old report aside (returns where it went), start a
+        fresh journal unless resuming, and pin the input."""
+        moved = None
+        if self.set_aside_old:
+            moved = set_aside(self.paths, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+        if self.planner is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.started.unlink()
+        write_meta(self.paths.report, self.meta)
+        return moved
+
+    def finish(self) -> None:
+        """The run ended without being stopped: say so in the metadata."""
+        write_meta(self.paths.report, dataclasses.replace(self.meta, finished=True))
 
 
 def _has_report(path: Path) -> bool:
@@ -50,57 +92,63 @@ def _has_report(path: Path) -> bool:
 
 
 def prepare_report(
-    report_path: Path,
-    input_path: Path,
+    paths: ReportPaths,
+    pinned: InputFingerprint,
     report_format: ReportFormat,
     *,
-    fresh: bool,
+    previous: Previous = Previous.RESUME,
     command: str = "run",
+    round_pin: RoundPin | None = None,
 ) -> ReportPlan:
-    """Decide fresh or resume, refuse a changed input, and pin the input in the sidecar."""
-    if report_path.resolve() == input_path.resolve():
+    """Decide fresh or resume and refuse a changed input; reads only (see ``begin``)."""
+    report_path = paths.report
+    if report_path.resolve() == Path(pinned.path).resolve():
         raise UsageError(f"{report_path}: the report would overwrite its own input")
-    pinned = fingerprint(input_path)
     planner: ResumePlanner | None = None
-    moved: Path | None = None
-    if _has_report(report_path) and not fresh:
+    exists = _has_report(report_path)
+    if exists and previous is not Previous.SET_ASIDE:
         meta = read_meta(report_path)
         if meta is None:
             raise UsageError(
                 f"{report_path} exists but was not written by bulk-attach for this input "
                 "(no .meta.json beside it); choose another --report, or --fresh to set it aside"
             )
-        why = meta.input_differs(pinned.size, pinned.sha256)
-        if why is not None:
-            raise UsageError(
-                f"{report_path}: cannot resume: {why}. Run with --fresh to start over "
-                "(the old report is kept under another name)."
-            )
-        if meta.report_format != report_format.value:
-            raise UsageError(
-                f"{report_path} is a {meta.report_format} report; resume with "
-                f"--format {meta.report_format}, or --fresh"
-            )
-        planner = ResumePlanner(read_report(report_path), read_started(started_path(report_path)))
-    elif fresh or _has_report(report_path):
-        moved = set_aside(report_path, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    if planner is None:
-        # A fresh run starts a fresh journal too.
-        started = started_path(report_path)
-        if started.exists():
-            started.unlink()
-    write_meta(
-        report_path,
-        ReportMeta(
-            input_path=str(pinned.path),
-            input_size=pinned.size,
-            input_sha256=pinned.sha256,
-            report_format=report_format.value,
-            command=command,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        ),
+        if previous is Previous.RESUME:
+            why = meta.input_differs(pinned.size, pinned.sha256)
+            if why is not None:
+                raise UsageError(
+                    f"{report_path}: cannot resume: {why}. Run with --fresh to start over "
+                    "(the old report is kept under another name)."
+                )
+            if meta.report_format != report_format.value:
+                raise UsageError(
+                    f"{report_path} is a {meta.report_format} report; resume with "
+                    f"--format {meta.report_format}, or --fresh"
+                )
+            planner = ResumePlanner(read_report(report_path), read_started(paths.started))
+    meta = ReportMeta(
+        input_path=str(pinned.path),
+        input_size=pinned.size,
+        input_sha256=pinned.sha256,
+        report_format=report_format.value,
+        command=command,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    return ReportPlan(planner=planner, set_aside=moved)
+    if round_pin is not None:
+        meta = dataclasses.replace(
+            meta,
+            source_path=round_pin.source.path,
+            source_size=round_pin.source.size,
+            source_sha256=round_pin.source.sha256,
+            round=round_pin.round,
+            selection=round_pin.selection,
+        )
+    return ReportPlan(
+        paths=paths,
+        planner=planner,
+        meta=meta,
+        set_aside_old=previous is Previous.SET_ASIDE,
+    )
 
 
 def _latest_rows(path: Path) -> list[RowResult]:
@@ -115,14 +163,15 @@ def _latest_rows(path: Path) -> list[RowResult]:
 
 
 def compact_report(
-    path: Path, report_format: ReportFormat, extra_columns: tuple[str, ...]
+    paths: ReportPaths, report_format: ReportFormat, extra_columns: tuple[str, ...]
 ) -> Summary:
     """Rewrite a resumed report: the latest row per identity, in line order; atomic.
 
     Holds one result per input row in memory; only resumed runs need it.
     """
+    path = paths.report
     rows = _latest_rows(path)
-    tmp = path.with_name(f".{path.name}.compact")
+    tmp = paths.temporary("compact")
     with ReportWriter(tmp, report_format, extra_columns) as writer:
         writer.write_all(rows)
     os.replace(tmp, path)

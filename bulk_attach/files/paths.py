@@ -109,11 +109,20 @@ def run_report_for(input_path: Path, fmt: ReportFormat) -> Path:
     return input_path.with_name(f"{stem}{_REPORT_MARK}.{fmt.value}")
 
 
-def retry_report_for(source: Path, fmt: ReportFormat) -> Path:
-    """``retry``'s default report for a source report (one file, reused round after round)."""
-    return source.with_name(f"{family_stem(source)}.retry{_REPORT_MARK}.{fmt.value}")
+def _family_file(source: Path, mark: str, fmt: ReportFormat, *, whole_stem: bool) -> Path:
+    stem = _without_report_suffix(source.name)[0] if whole_stem else family_stem(source)
+    return source.with_name(f"{stem}{mark}{_REPORT_MARK}.{fmt.value}")
 
 
-def merged_view_for(source: Path, fmt: ReportFormat) -> Path:
+def retry_report_for(source: Path, fmt: ReportFormat, *, whole_stem: bool = False) -> Path:
+    """``retry``'s default report for a source report (one file, reused round after round).
+
+    ``whole_stem`` keeps the source's stem as it is: for a source report whose own name
+    ends like retry's (the report of ``a.retry.csv``), so that the two never collide.
+    """
+    return _family_file(source, ".retry", fmt, whole_stem=whole_stem)
+
+
+def merged_view_for(source: Path, fmt: ReportFormat, *, whole_stem: bool = False) -> Path:
     """The merged view of a source report: its rows' latest outcomes across every retry."""
-    return source.with_name(f"{family_stem(source)}.merged{_REPORT_MARK}.{fmt.value}")
+    return _family_file(source, ".merged", fmt, whole_stem=whole_stem)

@@ -63,6 +63,7 @@ __all__ = [
 
 RETRY_COMMAND = "retry"
 MERGE_COMMAND = "merge"
+_RETRY_FILES = (RETRY_COMMAND, MERGE_COMMAND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +84,22 @@ def retry_family(given: Path, fmt: ReportFormat, report: Path | None = None) -> 
     """The family of the report the user named; ``P`` and ``M`` name their source."""
     source = given
     meta = read_meta(given) if given.exists() else None
-    if meta is not None and meta.command in (RETRY_COMMAND, MERGE_COMMAND) and meta.source_path:
+    if meta is not None and meta.command in _RETRY_FILES and meta.source_path:
         source = Path(meta.source_path)
         if not source.exists():
             raise UsageError(
                 f"{given} belongs to the report {source}, which no longer exists; "
                 "retry cannot tell what the rows were"
             )
+    # A source whose own name ends like retry's files (the report of ``a.retry.csv``)
+    # keeps its whole stem, so its family's files never take its name.
+    whole = meta is not None and source == given and meta.command not in _RETRY_FILES
+    whole = whole or retry_report_for(source, fmt).name == source.name
+    whole = whole or merged_view_for(source, fmt).name == source.name
     family = RetryFamily(
         source=ReportPaths(source),
-        retry=ReportPaths(report or retry_report_for(source, fmt)),
-        merged=ReportPaths(merged_view_for(source, fmt)),
+        retry=ReportPaths(report or retry_report_for(source, fmt, whole_stem=whole)),
+        merged=ReportPaths(merged_view_for(source, fmt, whole_stem=whole)),
         given=given,
     )
     resolved = source.resolve()

@@ -10,7 +10,13 @@ Safety rules it keeps:
   until the link has been read back and found absent;
 * an instance already linked to its VPC when the VPC is first read is reported
   ``already_linked`` and never sent, which is what makes re-runs safe;
-* a VPC's quota is held by the ledger: ``linked + in flight < quota`` or the row is skipped.
+* a VPC's quota is held by the ledger: ``linked + in flight < quota`` or the row is skipped;
+* once the run is interrupted (``RunControl.sending_closed``) nothing more is sent: a row
+  whose next request had not left is ``skipped`` ("not attempted" or "not sent again"),
+  and only a row whose attach left without an answer that settles it is reported
+  interrupted in flight, the one case a resume must read back;
+* a row is in the resume journal before its first attach can leave, and not before it
+  passed the rate gate: waiting for a token sends nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import GiveUp, Reconcile, Retry, RetryPolicy
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.control import RunControl, StopReason
+from bulk_attach.engine.control import (
+    INTERRUPTED_IN_FLIGHT,
+    RunControl,
+    SendingClosed,
+    StopReason,
+)
 from bulk_attach.engine.events import Listener, RowRetrying, Throttled
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.vpcs import LinkBook
@@ -35,6 +46,8 @@ from bulk_attach.errors import ApiError, EcsError
 __all__ = ["AttachApi", "Attacher", "utc_now"]
 
 T = TypeVar("T")
+
+ATTACH = "AttachClassicLinkVpc"
 
 
 class _Link(Protocol):
@@ -87,10 +100,19 @@ class Attacher:
         self._control = control
         self._emit = emit
         self._rand = rand
-        self._sleep = sleep
         self._now = now
         # Called before a row's first attach leaves (the resume journal).
         self._journal = journal
+        # The gate is where a request last waits before it leaves, so it is where an
+        # interrupted run stops it; backoffs end early for the same reason.
+        gate.close_with(control)
+
+        async def pause(delay: float) -> None:
+            await control.unless_closed(sleep(delay))
+
+        self._sleep: Callable[[float], Awaitable[None]] = pause
+        # Rows whose attach left and has no answer yet that settles whether it ran.
+        self._unanswered: set[Key] = set()
         # Rows a previous run had sent but never settled (it died with them in flight).
         self._in_doubt = in_doubt
         # Whether the service has answered anything yet: if it never has and nothing can be
@@ -104,7 +126,7 @@ class Attacher:
         started = self._now()
         try:
             await self.links.ensure(row.region_id, row.vpc_id)
-        except _Stopping:
+        except (_Stopping, SendingClosed):
             return self.skipped(row, self._control.skip_message(), started=started)
         except EcsError as error:
             return self._failed(row, error, 0, started, "could not read the VPC's links: ")
@@ -147,20 +169,26 @@ class Attacher:
         attempt = 0
         settled = False
         try:
-            if self._journal is not None:
-                self._journal(row)
             while True:
-                attempt += 1
                 try:
-                    request_id = await self._api.attach_classic_link_vpc(
-                        row.region_id, row.instance_id, row.vpc_id
-                    )
+                    async with self._gate.admitted(row.region_id, ATTACH):
+                        # Admitted: nothing is awaited from here until the bytes leave.
+                        if attempt == 0 and self._journal is not None:
+                            self._journal(row)
+                        attempt += 1
+                        self._unanswered.add(row.key)
+                        request_id = await self._api.attach_classic_link_vpc(
+                            row.region_id, row.instance_id, row.vpc_id
+                        )
                 except EcsError as error:
+                    if error.error_class is not ErrorClass.AMBIGUOUS:
+                        self._unanswered.discard(row.key)  # the service says it did not run
                     decision = self._policy.decide(
                         attempt, error.error_class, error.retry_after, self._rand()
                     )
                     if isinstance(decision, Reconcile):
                         outcome = await self._reconcile(row, error, attempt, started)
+                        self._unanswered.discard(row.key)  # read back: settled either way
                         if outcome is not None:
                             settled = outcome.status is Status.ATTACHED
                             return outcome
@@ -171,6 +199,7 @@ class Attacher:
                         continue
                     abort = not isinstance(decision, GiveUp)
                     return self._give_up(row, error, attempt, started, abort=abort)
+                self._unanswered.discard(row.key)
                 self._gate.on_success(row.region_id)
                 self._ledger.commit(row.vpc_id)
                 self.links.add(row.vpc_id, row.instance_id)
@@ -178,9 +207,28 @@ class Attacher:
                 return self._result(
                     row, Status.ATTACHED, started, request_id=request_id, attempts=attempt
                 )
+        except SendingClosed:
+            return self._interrupted(row, started, attempt)
         finally:
             if not settled:
                 self._ledger.release(row.vpc_id)
+
+    def _interrupted(self, row: Row, started: str, attempts: int) -> RowResult:
+        """The run was interrupted before this row's next request left."""
+        if self.may_have_sent(row):
+            # Its attach left, its answer was ambiguous, and the read-back never went out.
+            self._unanswered.discard(row.key)
+            return self.skipped(row, INTERRUPTED_IN_FLIGHT, started=started, attempts=attempts)
+        message = self._control.skip_message(attempts=attempts)
+        return self.skipped(row, message, started=started, attempts=attempts)
+
+    def may_have_sent(self, row: Row) -> bool:
+        """Whether the row's attach left and no answer has yet told whether it ran.
+
+        For the pool: a row cancelled mid-settle (hard stop) is in doubt only then; one
+        cancelled while reading its VPC's links, or at the gate, never sent an attach.
+        """
+        return row.key in self._unanswered
 
     def _give_up(
         self, row: Row, error: EcsError, attempt: int, started: str, *, abort: bool

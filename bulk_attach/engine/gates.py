@@ -17,6 +17,16 @@ Adaptive slow-down (like the AWS SDKs' adaptive retry mode): when the service th
 the region's allowed rate drops; it recovers gradually on success. The limiter itself keeps
 the configured rate; a slowed-down region pays more than one token per request
 (``configured / current``), carried as a fractional debt so the average is exact.
+
+Stopping: the gate is the last place a request waits before it leaves, so it is where an
+interrupted run (``RunControl.sending_closed``) stops it: a wait at the gate ends at once
+with ``SendingClosed``, and a request is let through only while sending is open. Nothing
+is awaited between that check and the send (``EcsClient._call``), so "admitted" means
+"on its way to the wire".
+
+An attach passes the gate through ``admitted`` rather than inside the client: the
+attacher journals the row between admission and sending, so a row is in the resume journal
+exactly when its attach may reach the service, not while it merely waited for a token.
 """
 
 from __future__ import annotations
@@ -24,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 from aiolimiter import AsyncLimiter
 
 from bulk_attach.core.retrying import AdaptiveRate
+from bulk_attach.engine.control import RunControl, SendingClosed
 
 __all__ = ["RateGate", "RegionGate", "bucket_for"]
 
@@ -87,10 +100,16 @@ class RegionGate:
         )
 
 
+# The gate a task has already passed for the request it sends next (see ``admitted``).
+# Task-local by nature: each worker is its own task, so one row's admission is never
+# spent by another's request.
+_ADMITTED: ContextVar[RateGate | None] = ContextVar("bulk_attach_admitted", default=None)
+
+
 class RateGate:
     """Per-region rate limits for a run; ``rate=None`` lets everything through."""
 
-    __slots__ = ("_clock", "_regions", "rate")
+    __slots__ = ("_clock", "_control", "_regions", "rate")
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         if rate is not None and rate <= 0:
@@ -98,6 +117,11 @@ class RateGate:
         self.rate = rate
         self._clock = clock
         self._regions: dict[str, RegionGate] = {}
+        self._control: RunControl | None = None
+
+    def close_with(self, control: RunControl) -> None:
+        """Let nothing through once ``control`` closes sending (an interrupted run)."""
+        self._control = control
 
     def _region(self, region: str) -> RegionGate | None:
         if self.rate is None:
@@ -108,11 +132,37 @@ class RateGate:
         return gate
 
     async def __call__(self, region: str, action: str) -> None:
+        """The client's hook, awaited right before each request is sent."""
+        if _ADMITTED.get() is self:
+            _ADMITTED.set(None)  # paid for by ``admitted``; the next request pays again
+            return
+        await self._pass(region)
+
+    @asynccontextmanager
+    async def admitted(self, region: str, action: str) -> AsyncIterator[None]:
+        """Pass the gate now for the one request this task sends inside the block.
+
+        Raises ``SendingClosed`` instead when the run is interrupted before admission.
+        """
+        await self._pass(region)
+        token = _ADMITTED.set(self)
+        try:
+            yield
+        finally:
+            _ADMITTED.reset(token)  # unspent if the block sent nothing through this gate
+
+    async def _pass(self, region: str) -> None:
+        control = self._control
         gate = self._region(region)
-        if gate is not None:
+        if gate is None:
+            await asyncio.sleep(0)
+        elif control is None:
             await gate.acquire()
         else:
-            await asyncio.sleep(0)
+            await control.unless_closed(gate.acquire())
+        # Checked after the wait too: sending may have closed while this task was woken.
+        if control is not None and control.sending_closed:
+            raise SendingClosed
 
     def on_throttle(self, region: str) -> float | None:
         """Slow the region down; returns its new rate (None when unlimited)."""
@@ -128,4 +178,5 @@ class RateGate:
         if self.rate is None:
             return "<RateGate unlimited>"
         inner = ", ".join(repr(g) for g in self._regions.values())
-        return f"<RateGate {self.rate:g}/s per region [{inner}]>"
+        closed = " closed" if self._control is not None and self._control.sending_closed else ""
+        return f"<RateGate {self.rate:g}/s per region{closed} [{inner}]>"

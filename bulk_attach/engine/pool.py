@@ -5,9 +5,11 @@ item leaves as exactly one recorded result: settled by a worker, rejected by the
 skipped because the run is stopping, or marked as interrupted while in flight.
 
 Stopping comes in two strengths. A soft stop (``RunControl.stop``: fatal error, failure
-threshold, first Ctrl-C) stops taking rows and lets the ones in flight settle. A hard stop
+threshold, first Ctrl-C) stops taking rows and lets the ones in flight settle (after Ctrl-C
+the gates send nothing more, so only requests already sent are waited for). A hard stop
 (second Ctrl-C, or the drain timeout) cancels the workers at once; the rows they held are
-recorded as interrupted, so the report stays complete.
+recorded as interrupted in flight when ``in_doubt`` says their attach may have left, else
+as not attempted, so the report stays complete and says no more than is known.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ from typing import Any
 
 from bulk_attach.core.outcomes import RowResult
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.control import RunControl
+from bulk_attach.engine.control import INTERRUPTED_IN_FLIGHT, RunControl
 
-__all__ = ["Pool"]
+__all__ = ["INTERRUPTED_IN_FLIGHT", "Pool"]
 
 Settle = Callable[[Row], Awaitable[RowResult]]
 Record = Callable[[RowResult], None]
 Skip = Callable[[Row, str], RowResult]
+InDoubt = Callable[[Row], bool]
 
-INTERRUPTED_IN_FLIGHT = (
-    "interrupted while in flight: the link may or may not exist; a re-run reads it back first"
-)
+
+def _always(row: Row) -> bool:
+    return True
+
+
 _YIELD_EVERY = 256  # let the loop breathe while the reader records rejected rows
 
 
@@ -48,6 +53,7 @@ class Pool:
         "_concurrency",
         "_control",
         "_hard_stop",
+        "_in_doubt",
         "_in_flight",
         "_record",
         "_settle",
@@ -62,6 +68,7 @@ class Pool:
         skip: Skip,
         control: RunControl,
         concurrency: int,
+        in_doubt: InDoubt = _always,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -70,6 +77,9 @@ class Pool:
         self._skip = skip
         self._control = control
         self._concurrency = concurrency
+        # Whether a row cancelled mid-settle may have changed the service (the attacher's
+        # ``may_have_sent``); by default every such row is assumed to.
+        self._in_doubt = in_doubt
         self._in_flight: dict[int, Row] = {}
         self._hard_stop = asyncio.Event()
 
@@ -108,6 +118,10 @@ class Pool:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if everything.done() and not everything.cancelled():
+                # Read, so asyncio does not log "exception was never retrieved" (with a
+                # traceback) when the gathering future is collected after a hard stop.
+                everything.exception()
         if failure is not None:
             raise failure  # a bug in a worker: never swallow it
         # After a hard stop: whatever the queues and the readers still hold is skipped.
@@ -149,11 +163,15 @@ class Pool:
             try:
                 result = await self._settle(row)
             except asyncio.CancelledError:
-                self._record(self._skip(row, INTERRUPTED_IN_FLIGHT))
+                doubt = self._in_doubt(row)
+                self._record(self._skip(row, INTERRUPTED_IN_FLIGHT if doubt else self._unsent()))
                 raise
             finally:
                 del self._in_flight[number]
             self._record(result)
+
+    def _unsent(self) -> str:
+        return self._control.skip_message() if self._control.stopping else "not attempted"
 
     def _record_rest(self, iterator: Iterator[Row | RowResult], message: str) -> None:
         for item in iterator:

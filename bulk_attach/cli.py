@@ -340,6 +340,7 @@ def _launch(
 ) -> None:
     """Options to frozen settings, one call into the job, and its exit code."""
     from bulk_attach import job
+    from bulk_attach.engine.signals import run_command
 
     _setup_logging(verbose)
     if world is not None and not emulator:
@@ -379,7 +380,7 @@ def _launch(
         signature=signature,
         allow_insecure_http=insecure_http,
     )
-    code = asyncio.run(
+    code = run_command(
         job.main(
             settings,
             client,

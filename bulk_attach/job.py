@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, nullcontext
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Event, Listener, RowSettled, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
-from bulk_attach.engine.signals import stop_on_signals
+from bulk_attach.engine.signals import Interrupted, SignalStop, stop_on_signals
 from bulk_attach.engine.sources import RowSource, lanes, planned
 from bulk_attach.errors import ExitCode, ReportWriteError, UsageError
 from bulk_attach.files.csv_input import InputFingerprint, fingerprint, read_pairs
@@ -103,6 +103,8 @@ async def run_job(
     previous: Previous | None = None,
     round_pin: RoundPin | None = None,
     lock: ReportLock | None = None,
+    control: RunControl | None = None,
+    signals: SignalStop | None = None,
 ) -> JobResult:
     """Run every row of ``settings.input_path``; one report row per input row.
 
@@ -110,7 +112,8 @@ async def run_job(
     or ``previous`` says otherwise). ``rows`` is the already-validated source when the
     caller has one. The report's lock is held for the whole run: taken here unless the
     caller already holds it (``lock``); a report held by another run raises
-    ``LockedError`` before anything is read or sent.
+    ``LockedError`` before anything is read or sent. ``signals`` is the command's signal
+    handling when the caller installed it for the whole command (with its ``control``).
     """
     paths = ReportPaths(report_path_of(settings))
     owned = lock is None
@@ -128,6 +131,8 @@ async def run_job(
             command=command,
             previous=previous,
             round_pin=round_pin,
+            control=control or RunControl(),
+            signals=signals,
         )
     finally:
         if owned:
@@ -146,6 +151,8 @@ async def _run_locked(
     command: str,
     previous: Previous | None,
     round_pin: RoundPin | None,
+    control: RunControl,
+    signals: SignalStop | None,
 ) -> JobResult:
     if rows is None:
         rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
@@ -159,7 +166,6 @@ async def _run_locked(
         command=command,
         round_pin=round_pin,
     )
-    control = RunControl()
     gate = RateGate(settings.rate)
     ledger = QuotaLedger(settings.vpc_quota)
     this_run = Summary()
@@ -196,9 +202,14 @@ async def _run_locked(
         )
 
         def record(result: RowResult) -> None:
+            nonlocal write_failure
             if write_failure is not None:
                 return  # the report stopped at its last whole row; a re-run resumes from it
-            report.write(result)  # ReportWriteError ends the run (see below)
+            try:
+                report.write(result)
+            except ReportWriteError as error:  # ends the run (see below)
+                write_failure = error
+                raise
             this_run.add(result)
             emit(RowSettled(result))
             if threshold.crossed(result) and control.stop(
@@ -216,13 +227,16 @@ async def _run_locked(
             skip=skip,
             control=control,
             concurrency=settings.concurrency,
+            in_doubt=attacher.may_have_sent,
         )
-        signals = (
-            stop_on_signals(control, pool, settings.drain_timeout, emit)
+        handling: AbstractContextManager[None] = (
+            signals.draining(pool, emit)
+            if signals is not None
+            else stop_on_signals(control, pool, settings.drain_timeout, emit)
             if install_signal_handlers
             else nullcontext()
         )
-        with signals:
+        with handling:
             try:
                 await pool.run(*(planned(lane, plan.planner, in_doubt) for lane in lanes(rows)))
             except ReportWriteError as error:
@@ -323,21 +337,39 @@ async def main(
 ) -> int:
     """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary.
 
-    The report's lock is taken first: a second run of the same job stops here (exit 75),
-    before it reads, validates or sends anything.
+    Signals are handled for the whole command: Ctrl-C while waiting for the lock or while
+    the input is validated ends it at once (nothing was sent), and during the run it stops
+    sending. The report's lock is taken first: a second run of the same job stops there
+    (exit 75), before it reads, validates or sends anything.
     """
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
     link = _Link(client_settings, options, env, emulator, world)
-    if retry is not None:
-        return await _retry(settings, link, retry)
-    paths = ReportPaths(report_path_of(settings))
-    settings = replace(settings, report_path=paths.report)
-    with ReportLock(paths.lock, paths.report, command="run").acquire(settings.wait_lock) as lock:
-        # Validate the whole input before anything touches the network (InputError: exit 2).
-        rows = read_pairs(settings.input_path, settings.default_region)
-        result = await _launch(settings, link, rows, lock=lock)
-    _print_result(settings, result)
+    control = RunControl()
+    say = _say(settings)
+
+    def early(event: Event) -> None:  # before the run's own listeners exist
+        if isinstance(event, RunStopping):
+            say(f"stopping: {event.reason}")
+
+    with SignalStop(control, settings.drain_timeout, emit=early) as sig:
+        try:
+            if retry is not None:
+                return await _retry(settings, link, retry, sig)
+            paths = ReportPaths(report_path_of(settings))
+            settings = replace(settings, report_path=paths.report)
+            lock = ReportLock(paths.lock, paths.report, command="run")
+            await sig.off_loop(lock.acquire, settings.wait_lock)
+            with lock:
+                # Validate the whole input before anything touches the network (exit 2).
+                rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+                result = await _launch(settings, link, rows, lock=lock, signals=sig)
+        except Interrupted as stop:
+            sys.stderr.write(
+                f"bulk-attach: {stop.reason} before the run started; nothing was sent\n"
+            )
+            return stop.exit_code
+        _print_result(settings, result)
     return result.exit_code
 
 
@@ -352,21 +384,23 @@ class _Link:
     world: Path | None
 
 
-async def _retry(settings: RunSettings, link: _Link, selection: RetrySelection) -> int:
+async def _retry(
+    settings: RunSettings, link: _Link, selection: RetrySelection, sig: SignalStop
+) -> int:
     """One round of retry (see ``files/rerun.py``), under the source report's lock."""
     family = retry_family(settings.input_path, settings.report_format, settings.report_path)
     source = family.source
-    with ReportLock(source.lock, source.report, command=RETRY_COMMAND).acquire(
-        settings.wait_lock
-    ) as lock:
+    say = _say(settings)
+    lock = ReportLock(source.lock, source.report, command=RETRY_COMMAND)
+    await sig.off_loop(lock.acquire, settings.wait_lock)
+    with lock:
         rnd = plan_round(family, selection)
-        rows = pick_rows(rnd.base, selection)
-        say = _say(settings)
+        rows = await sig.off_loop(pick_rows, rnd.base, selection)
         if family.redirected:
             say(f"retry: {family.given} belongs to {source.report}; retrying that report")
         if rnd.folded is not None:
             say(f"retry: the previous round's outcomes were folded into {rnd.folded}")
-        _check_only(selection, rows, rnd.base, say)
+        _check_only(selection, rows, rnd.base)
         if rows.total == 0:
             return _nothing_to_retry(rows, rnd.base, say)
         what = "resuming the interrupted round" if rnd.resume else f"round {rnd.pin.round}"
@@ -377,6 +411,7 @@ async def _retry(settings: RunSettings, link: _Link, selection: RetrySelection) 
             link,
             rows,
             lock=lock,
+            signals=sig,
             command=RETRY_COMMAND,
             previous=Previous.RESUME if rnd.resume else Previous.REPLACE,
             round_pin=rnd.pin,
@@ -398,9 +433,7 @@ async def _retry(settings: RunSettings, link: _Link, selection: RetrySelection) 
     return code
 
 
-def _check_only(
-    selection: RetrySelection, rows: PickedRows, base: Path, say: Callable[[str], None]
-) -> None:
+def _check_only(selection: RetrySelection, rows: PickedRows, base: Path) -> None:
     if not selection.only:
         return
     absent = sorted(selection.only - set(rows.codes))
@@ -445,6 +478,7 @@ async def _launch(
     rows: RowSource,
     *,
     lock: ReportLock,
+    signals: SignalStop,
     command: str = "run",
     previous: Previous | None = None,
     round_pin: RoundPin | None = None,
@@ -472,6 +506,8 @@ async def _launch(
                 previous=previous,
                 round_pin=round_pin,
                 lock=lock,
+                control=signals.control,
+                signals=signals,
             )
         finally:
             close()

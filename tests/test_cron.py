@@ -657,3 +657,52 @@ def test_the_summary_separates_rows_kept_from_earlier_runs() -> None:
     assert data["rows_per_second"] == 0.5
     text = render_summary(data)
     assert text.startswith("10 rows in the report: 9 kept from earlier runs, 1 settled by this")
+
+
+# --- 3. a signal at any moment: before the run too ----------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_a_signal_while_the_input_is_validated_acts_at_once(
+    tmp_path: Path, cli_env: dict[str, str], signum: int, code: int
+) -> None:
+    """The input is a FIFO nobody writes to: validation would never end by itself, so only
+    a signal handled while it runs can end the command (before: asyncio's handler waited for
+    the validation to give the loop back, which it never did)."""
+    fifo = tmp_path / "pairs.csv"
+    os.mkfifo(fifo)
+    report = tmp_path / "pairs.report.csv"
+    process = await start_cli(
+        cli_env,
+        tmp_path,
+        "run",
+        fifo,
+        "--endpoint",
+        "http://127.0.0.1:9",
+        env_extra={"ALIBABA_CLOUD_ACCESS_KEY_ID": "x", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "y"},
+    )
+    await wait_for(lambda: holder_written(ReportPaths(report).lock), "the run holding its lock")
+    await asyncio.sleep(0.3)  # validation has begun: it blocks opening the FIFO
+    process.send_signal(signum)
+    done = await finish(process)
+    assert done.returncode == code, done.stderr
+    assert "nothing was sent" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_signal_while_waiting_for_the_lock_acts_at_once(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    pairs = write_input(tmp_path / "pairs.csv", instances(2))
+    report = tmp_path / "pairs.report.csv"
+    paths = ReportPaths(report)
+    with ReportLock(paths.lock, report):
+        process = await start_cli(
+            cli_env, tmp_path, "run", pairs, "--emulator", "--wait-lock", "600"
+        )
+        await asyncio.sleep(1.5)  # started, and waiting for the lock held here
+        process.send_signal(signal.SIGINT)
+        done = await finish(process)
+    assert done.returncode == ExitCode.SIGINT, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not report.exists()

@@ -41,7 +41,8 @@ from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import Interrupted, SignalStop, run_command
 from bulk_attach.errors import ApiError, EcsError, ExitCode, TransportError
-from bulk_attach.files.report import read_report, read_started, started_path
+from bulk_attach.files.paths import ReportPaths
+from bulk_attach.files.report import read_report, read_started
 from bulk_attach.job import run_job
 from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
 
@@ -499,7 +500,7 @@ async def test_sigterm_with_every_row_at_the_gate_ends_at_once_and_resumes_clean
         records = assert_complete(report, 40, ExitCode.SIGTERM, child)
         assert {r.status for r in records} == {Status.SKIPPED}
         assert all(r.message.startswith("not attempted: the run stopped") for r in records)
-        assert read_started(started_path(report)) == set()
+        assert read_started(ReportPaths(report).started) == set()
 
         settings = RunSettings(input_path=csv_path, report_path=report, rate=None)
         client = ClientSettings(endpoint=emu.endpoint, read_timeout=5.0)

@@ -246,3 +246,21 @@ def test_a_record_over_lines_that_may_hide_rows_is_a_problem(
     assert problem is not None
     assert problem[0] == column
     assert why in problem[1]
+
+
+def test_after_a_note_over_lines_the_fields_must_be_a_valid_row_of_its_own() -> None:
+    """The fields after a note over lines come from a later line: a row quoted whole there
+    would land in one field, and be reported under the note's line with no instance."""
+    cols = Columns.from_header(
+        ["note", "RegionId", "InstanceId", "VpcId", "owner"], region_optional=False
+    )
+    assert spanning_problem(["rack\nA", "cn-hangzhou", "i-bb2", "vpc-b", "bob"], cols) is None
+    problem = spanning_problem(["rack\nA", "cn-hangzhou,i-bb2,vpc-b"], cols)
+    assert problem is not None
+    assert problem[0] == 1
+    assert "not a valid row (RegionId 'cn-hangzhou,i-bb2,vpc-b' is not a region ID" in problem[1]
+    problem = spanning_problem(["rack\nA", "cn-hangzhou", "i-bb2", "vpc-b", "x,i-cc3,vpc-c"], cols)
+    assert problem == (1, "its owner value holds 'i-cc3', which looks like an instance ID")
+    # The default region counts as it does for any row.
+    short = Columns.from_header(["note", "InstanceId", "VpcId"], region_optional=True)
+    assert spanning_problem(["rack\nA", "i-bb2", "vpc-b"], short, "cn-hangzhou") is None

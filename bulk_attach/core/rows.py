@@ -233,19 +233,23 @@ def _has_line_break(value: str) -> bool:
     return "\n" in value or "\r" in value
 
 
-def spanning_problem(fields: Sequence[str], columns: Columns) -> tuple[int, str] | None:
+def spanning_problem(
+    fields: Sequence[str], columns: Columns, default_region: str | None = None
+) -> tuple[int, str] | None:
     """Why a record that runs over several lines cannot be trusted, or None if it can.
 
-    Only a quoted value holds a line break, and a stray quote makes one of every line that
-    follows it, up to the next quote: those rows would never run and be in no report. So a
-    value may run over lines only in an extra column (a note), none of its lines may hold
-    anything that looks like an ID (then it has swallowed rows), and the record may not have
-    more fields than the header (the quote closed inside a later row, whose fields follow).
+    Only a quoted value holds a line break, and a stray quote makes one value of every line
+    that follows it, up to the next quote: those rows would never run and be in no report.
+    The fields after that value come from a later line, and may be a swallowed row's. So a
+    record over lines is trusted only when every value with a line break is in an extra
+    column (a note), no extra value of it looks like an ID (then it holds rows), it has no
+    more fields than the header, and it is a valid row: its IDs are then its own.
     Returns (1-based column of the first multi-line value, i.e. where the quote opened, why).
     """
     spanning = [index for index, value in enumerate(fields) if _has_line_break(value)]
     if not spanning:
         return None
+    column = spanning[0] + 1
     extras = dict(columns.extras)
     names = {columns.instance: "InstanceId", columns.vpc: "VpcId"}
     if columns.region is not None:
@@ -253,21 +257,16 @@ def spanning_problem(fields: Sequence[str], columns: Columns) -> tuple[int, str]
     for index in spanning:
         if index not in extras:
             name = names.get(index, f"column {index + 1}, beyond the header's {columns.width},")
-            return spanning[0] + 1, f"the {name} value runs over several lines"
-        data = id_like(fields[index])
-        if data is not None:
-            token, kind = data
-            return (
-                spanning[0] + 1,
-                f"the {extras[index]} value runs over several lines and holds {token!r}, "
-                f"which looks like {kind}: rows swallowed into one value",
-            )
+            return column, f"the {name} value runs over several lines"
     if len(fields) > columns.width:
-        return (
-            spanning[0] + 1,
-            f"the record runs over several lines and has {len(fields)} fields "
-            f"but the header has {columns.width}",
-        )
+        return column, f"the record has {len(fields)} fields but the header has {columns.width}"
+    for index, name in columns.extras:
+        if index < len(fields) and (data := id_like(fields[index])) is not None:
+            token, kind = data
+            return column, f"its {name} value holds {token!r}, which looks like {kind}"
+    parsed = parse_record(fields, 0, columns, default_region)
+    if isinstance(parsed, Problem):
+        return column, f"it is not a valid row ({parsed.message})"
     return None
 
 

@@ -160,7 +160,7 @@ def test_same_instance_two_vpcs_rejects_every_row_of_it(tmp_path: Path) -> None:
         (b"", "the file is empty", None, None),
         (b"\n\n  \n", "the file is empty", None, None),
         (b"hello world\nfoo\n", "missing required columns", 1, None),
-        (b'{"RegionId": "cn-hangzhou"}\n', "missing required columns", 1, None),
+        (b'{"RegionId": "cn-hangzhou"}\n', "'cn-hangzhou', which looks like a region ID", 1, 1),
         (b"RegionId,InstanceId\ncn-hangzhou,i-a\n", "missing required column VpcId", 1, None),
         (b"InstanceId,VpcId\ni-aaa1,vpc-a\n", "RegionId (or give a default region", 1, None),
         (b"RegionId,InstanceId,VpcId,vpcid\n", "VpcId appears twice", 1, 4),

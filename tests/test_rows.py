@@ -10,11 +10,13 @@ from bulk_attach.core.rows import (
     InputCode,
     Problem,
     Row,
+    id_like,
     is_instance_id,
     is_region_id,
     is_vpc_id,
     normalize_column,
     parse_record,
+    spanning_problem,
 )
 
 COLS = Columns.from_header(["RegionId", "InstanceId", "VpcId"], region_optional=False)
@@ -167,3 +169,98 @@ def test_extras_carried_untouched() -> None:
     row = parse_record(["i-abc", " Bob ", "vpc-a"], 2, cols, "cn-hangzhou")
     assert isinstance(row, Row)
     assert row.extra == (("owner", " Bob "), ("note", ""))
+
+
+# --- a header that looks like data; a record that runs over lines ------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "column", "token"),
+    [
+        (["cn-hangzhou", "i-aaa1", "vpc-a"], 1, "cn-hangzhou"),  # no header at all
+        (["RegionId", "InstanceId", "VpcId cn-hangzhou", "i-aaa1", "vpc-a"], 3, "cn-hangzhou"),
+        (["RegionId", "InstanceId", "VpcIdcn-hangzhou", "i-aaa1", "vpc-a"], 4, "i-aaa1"),
+        (["RegionId", "InstanceId", "VpcId", "cn-hangzhou", "i-aaa1", "vpc-a"], 4, "cn-hangzhou"),
+        (["InstanceId", "VpcId", "vpc-bp1abc"], 3, "vpc-bp1abc"),
+        (["RegionId", "InstanceId", "VpcId", "owner ap-southeast-1"], 4, "ap-southeast-1"),
+    ],
+)
+def test_header_cell_that_looks_like_data_is_refused(
+    header: list[str], column: int, token: str
+) -> None:
+    with pytest.raises(HeaderError) as info:
+        Columns.from_header(header, region_optional=True)
+    assert info.value.column == column
+    assert repr(token) in info.value.message
+    assert "header row missing" in info.value.message
+
+
+def test_header_names_that_merely_have_dashes_are_fine() -> None:
+    cols = Columns.from_header(
+        ["region-id", "instance-id", "vpc-id", "web-tier-30", "cost-center", "Note"],
+        region_optional=False,
+    )
+    assert cols.extra_names == ("web-tier-30", "cost-center", "Note")
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ('"i-bp1abc', ("i-bp1abc", "an instance ID")),
+        ("see (vpc-a) too", ("vpc-a", "a VPC ID")),
+        ("rack A\ncn-hangzhou,x", ("cn-hangzhou", "a region ID")),
+        ("us-east-1", ("us-east-1", "a region ID")),
+        ("web-tier-30, rack A, cost-center", None),
+        ("", None),
+    ],
+)
+def test_id_like(text: str, found: tuple[str, str] | None) -> None:
+    assert id_like(text) == found
+
+
+NOTED = Columns.from_header(["RegionId", "InstanceId", "VpcId", "note"], region_optional=False)
+
+
+def test_a_note_may_run_over_lines_when_none_of_it_looks_like_a_row() -> None:
+    assert spanning_problem(["cn-hangzhou", "i-abc", "vpc-a", "rack A\nrow 3"], NOTED) is None
+    assert spanning_problem(["cn-hangzhou", "i-abc", "vpc-a", "one line"], NOTED) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "column", "why"),
+    [
+        # A quote before the VPC ID swallowed the next row, up to a quote in a later line.
+        (["cn-hangzhou", "i-abc", "vpc-a\ncn-hangzhou,i-b,vpc-b,x\n"], 3, "VpcId value"),
+        (["cn-hangzhou", "i-abc\r", "vpc-a"], 2, "InstanceId value"),
+        (["cn-hangzhou", "i-abc", "vpc-a", "rack A\ncn-hangzhou,i-b,vpc-a,"], 4, "'cn-hangzhou'"),
+        (["cn-hangzhou", "i-abc", "vpc-a", "web-tier,i-zz9 rack\nA"], 4, "'i-zz9'"),
+        (["cn-hangzhou", "i-abc", "vpc-a", "x", "y\nz"], 5, "beyond the header"),
+        # The quote closed inside a later row, whose fields then follow the note.
+        (["cn-hangzhou", "i-abc", "vpc-a", "rack\nA", "i-b", "vpc-b"], 4, "has 6 fields"),
+    ],
+)
+def test_a_record_over_lines_that_may_hide_rows_is_a_problem(
+    fields: list[str], column: int, why: str
+) -> None:
+    problem = spanning_problem(fields, NOTED)
+    assert problem is not None
+    assert problem[0] == column
+    assert why in problem[1]
+
+
+def test_after_a_note_over_lines_the_fields_must_be_a_valid_row_of_its_own() -> None:
+    """The fields after a note over lines come from a later line: a row quoted whole there
+    would land in one field, and be reported under the note's line with no instance."""
+    cols = Columns.from_header(
+        ["note", "RegionId", "InstanceId", "VpcId", "owner"], region_optional=False
+    )
+    assert spanning_problem(["rack\nA", "cn-hangzhou", "i-bb2", "vpc-b", "bob"], cols) is None
+    problem = spanning_problem(["rack\nA", "cn-hangzhou,i-bb2,vpc-b"], cols)
+    assert problem is not None
+    assert problem[0] == 1
+    assert "not a valid row (RegionId 'cn-hangzhou,i-bb2,vpc-b' is not a region ID" in problem[1]
+    problem = spanning_problem(["rack\nA", "cn-hangzhou", "i-bb2", "vpc-b", "x,i-cc3,vpc-c"], cols)
+    assert problem == (1, "its owner value holds 'i-cc3', which looks like an instance ID")
+    # The default region counts as it does for any row.
+    short = Columns.from_header(["note", "InstanceId", "VpcId"], region_optional=True)
+    assert spanning_problem(["rack\nA", "i-bb2", "vpc-b"], short, "cn-hangzhou") is None

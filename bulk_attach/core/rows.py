@@ -7,6 +7,12 @@ compiled regular expressions: a million rows stay cheap.
 
 Every problem carries the 1-based line and column of the field it is about, so a message
 reads ``pairs.csv:12:2: InstanceId 'x-1' is not an instance ID (expected i-...)``.
+
+Two checks guard against rows that would vanish without a word: a header cell that looks
+like data (the header is missing, or a lost line break joined it to a row), and a record
+whose quoted value runs over several lines (``spanning_problem``): a stray quote swallows
+every following line into one field, so only an extra column's text may do that, and only
+when none of it looks like a row.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ __all__ = [
     "InputCode",
     "Problem",
     "Row",
+    "id_like",
     "is_instance_id",
     "is_region_id",
     "is_vpc_id",
     "normalize_column",
     "parse_record",
+    "spanning_problem",
 ]
 
 # Lenient on purpose: real IDs look like ``i-bp1hyp5b...`` but test fleets use ``i-test``.
@@ -52,6 +60,29 @@ def is_vpc_id(value: str) -> bool:
 
 def is_region_id(value: str) -> bool:
     return REGION_ID.fullmatch(value) is not None and len(value) <= 40
+
+
+# Where text that should hold no data (a header cell, a note that runs over lines) is
+# searched for IDs, regions are recognized by Alibaba Cloud's prefixes (cn-hangzhou,
+# ap-southeast-1, us-east-1, eu-central-1, me-east-1, na-south-1, ...): REGION_ID is lenient
+# and would take a note such as "web-tier-30" or a column named "cost-center" for a region.
+_REGION_LIKE = re.compile(r"(?:cn|ap|us|eu|me|na|sa|af|rus)-[a-z]+(?:-[a-z0-9]+){0,2}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def id_like(text: str) -> tuple[str, str] | None:
+    """The first word of ``text`` that looks like an ID, with its kind, or None.
+
+    Words are runs of letters, digits, ``-`` and ``_``, so ``"i-abc`` and ``(vpc-a)`` count.
+    """
+    for token in _TOKEN.findall(text):
+        if INSTANCE_ID.fullmatch(token):
+            return token, "an instance ID"
+        if VPC_ID.fullmatch(token):
+            return token, "a VPC ID"
+        if _REGION_LIKE.fullmatch(token):
+            return token, "a region ID"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +177,16 @@ class Columns:
         seen_extra: set[str] = set()
         for index, raw in enumerate(header):
             norm = normalize_column(raw)
+            if norm not in _REQUIRED and (data := id_like(raw)) is not None:
+                # Read on, and the rows below would be taken as a header and lost, or this
+                # row as column names: refuse the file instead.
+                token, kind = data
+                raise HeaderError(
+                    f"the header's column {index + 1} holds {token!r}, which looks like "
+                    f"{kind}, not a column name: is the header row missing, or joined to a "
+                    "data row by a lost line break? (rename a column whose name looks like an ID)",
+                    index + 1,
+                )
             if norm in _REQUIRED:
                 if norm in found:
                     raise HeaderError(
@@ -186,6 +227,47 @@ class Columns:
             width=len(header),
             extras=tuple(extras),
         )
+
+
+def _has_line_break(value: str) -> bool:
+    return "\n" in value or "\r" in value
+
+
+def spanning_problem(
+    fields: Sequence[str], columns: Columns, default_region: str | None = None
+) -> tuple[int, str] | None:
+    """Why a record that runs over several lines cannot be trusted, or None if it can.
+
+    Only a quoted value holds a line break, and a stray quote makes one value of every line
+    that follows it, up to the next quote: those rows would never run and be in no report.
+    The fields after that value come from a later line, and may be a swallowed row's. So a
+    record over lines is trusted only when every value with a line break is in an extra
+    column (a note), no extra value of it looks like an ID (then it holds rows), it has no
+    more fields than the header, and it is a valid row: its IDs are then its own.
+    Returns (1-based column of the first multi-line value, i.e. where the quote opened, why).
+    """
+    spanning = [index for index, value in enumerate(fields) if _has_line_break(value)]
+    if not spanning:
+        return None
+    column = spanning[0] + 1
+    extras = dict(columns.extras)
+    names = {columns.instance: "InstanceId", columns.vpc: "VpcId"}
+    if columns.region is not None:
+        names[columns.region] = "RegionId"
+    for index in spanning:
+        if index not in extras:
+            name = names.get(index, f"column {index + 1}, beyond the header's {columns.width},")
+            return column, f"the {name} value runs over several lines"
+    if len(fields) > columns.width:
+        return column, f"the record has {len(fields)} fields but the header has {columns.width}"
+    for index, name in columns.extras:
+        if index < len(fields) and (data := id_like(fields[index])) is not None:
+            token, kind = data
+            return column, f"its {name} value holds {token!r}, which looks like {kind}"
+    parsed = parse_record(fields, 0, columns, default_region)
+    if isinstance(parsed, Problem):
+        return column, f"it is not a valid row ({parsed.message})"
+    return None
 
 
 def _field(fields: Sequence[str], index: int) -> str | None:

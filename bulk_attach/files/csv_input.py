@@ -11,8 +11,15 @@ Two passes over the file, neither holding the rows:
    earlier row, which runs).
 
 The first pass also means a file that is not CSV, not UTF-8 or unreadable raises
-``InputError`` (exit code 2) before anything is sent. A bulk-attach report is accepted as
+``InputError`` (exit code 2) before anything is sent. So does a file in which a row could
+vanish unreported: a quote never closed (the CSV reader would return the rest of the file as
+one value), a quoted value over several lines that is not an extra column's plain text (see
+``spanning_problem``), or a header that holds data. A bulk-attach report is accepted as
 input too: its own columns (Status, Message, ...) are neither required nor extras.
+
+Both passes read one open file, and the second reads exactly the bytes the first validated
+(same length, same digest block by block), so a row appended or changed during the run is
+never sent unvalidated; ``PairsReader.fingerprint`` is the size and SHA-256 of those bytes.
 """
 
 from __future__ import annotations
@@ -20,15 +27,26 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
+import itertools
 import os
 import sys
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from bulk_attach.core.outcomes import RowResult, Status
-from bulk_attach.core.rows import Columns, HeaderError, InputCode, Problem, Row, parse_record
+from bulk_attach.core.rows import (
+    Columns,
+    HeaderError,
+    InputCode,
+    Problem,
+    Row,
+    parse_record,
+    spanning_problem,
+)
 from bulk_attach.errors import InputError
 from bulk_attach.files.report import COLUMNS as REPORT_COLUMNS
 from bulk_attach.files.report import REPORT_COLUMN_KEYS
@@ -36,6 +54,7 @@ from bulk_attach.files.report import REPORT_COLUMN_KEYS
 __all__ = ["InputFingerprint", "PairsReader", "fingerprint", "read_pairs"]
 
 _CHUNK = 1 << 20
+_END = "\x00"
 # Instance -> code: (first line << _SHIFT) | target index; negative (~code) when conflicting.
 _SHIFT = 32
 
@@ -63,85 +82,207 @@ def fingerprint(path: str | os.PathLike[str]) -> InputFingerprint:
     return InputFingerprint(path=str(Path(path).resolve()), size=size, sha256=digest.hexdigest())
 
 
-class _Source:
-    """The file's records with the line each starts on; decoding and CSV errors located.
+class _Changed(Exception):
+    """The file no longer holds the bytes the first pass validated (raised mid-read)."""
 
-    ``check_bytes`` makes one fast binary pass (UTF-8, no NUL bytes); only when it finds a
-    problem is the file scanned line by line to name the exact line and column.
+
+class _BadBytes(Exception):
+    """A NUL byte: not text (the first pass then locates it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    """What the first pass read: its size and hash, and one digest per block."""
+
+    size: int
+    sha256: str
+    blocks: tuple[bytes, ...]
+
+
+class _Blocks(io.RawIOBase):
+    """The source's bytes from the start, served block by block through its own offset.
+
+    Recording (the first pass): each block is hashed, and NUL bytes refused; at the end the
+    source keeps what was read as ``_Validated``. Verifying (later passes): not a byte past
+    the validated length is read, and each block must match its digest before any of it is
+    handed on. Each pass has its own ``_Blocks``, so lanes iterating the same reader side by
+    side do not disturb each other.
     """
 
-    __slots__ = ("display", "path")
+    def __init__(
+        self, source: _Source, verify: _Validated | None = None, *, record: bool = False
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._verify = verify
+        self._recording = record
+        self._index = 0
+        self._block = memoryview(b"")
+        self._digest = hashlib.sha256()
+        self._digests: list[bytes] = []
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._block:
+            self._block = memoryview(self._next_block())
+            if not self._block:
+                return 0
+        count = min(len(buffer), len(self._block))
+        buffer[:count] = self._block[:count]
+        self._block = self._block[count:]
+        return count
+
+    def _next_block(self) -> bytes:
+        index, verify = self._index, self._verify
+        if verify is not None:
+            if index >= len(verify.blocks):
+                return b""  # the validated length: rows appended since are not read
+            block = self._source.read_block(index, verify.size - index * _CHUNK)
+            if hashlib.sha256(block).digest() != verify.blocks[index]:
+                raise _Changed
+        else:
+            block = self._source.read_block(index)
+            if self._recording:
+                self._record(block)
+        self._index += 1
+        return block
+
+    def _record(self, block: bytes) -> None:
+        if not block:  # the end: exactly what later passes will read again
+            self._source.validated = _Validated(
+                self._size, self._digest.hexdigest(), tuple(self._digests)
+            )
+            return
+        if b"\x00" in block:
+            raise _BadBytes  # the CSV reader would take it as text
+        self._digest.update(block)
+        self._digests.append(hashlib.sha256(block).digest())
+        self._size += len(block)
+
+
+class _Source:
+    """The input file, opened once and read only through that one open file.
+
+    Both passes read the same open file, so a file replaced by another (an editor saving by
+    rename) is not seen; the second pass stops at the length the first pass read, so rows
+    appended meanwhile are not run; and each of its blocks must hash as it did in the first
+    pass, so a file rewritten in place stops the run (``InputError``) before any changed byte
+    is used. Memory stays bounded: one 32-byte digest per MiB, never the rows.
+    """
+
+    __slots__ = ("__weakref__", "_file", "display", "path", "validated")
 
     def __init__(self, path: Path, display: str) -> None:
         self.path = path
         self.display = display
-
-    def _open(self, mode: str) -> IO[Any]:
+        self.validated: _Validated | None = None
         try:
-            if mode == "rb":
-                return open(self.path, "rb")
-            return open(self.path, encoding="utf-8-sig", newline="")
+            self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the finalizer)
+        except OSError as error:
+            raise InputError(display, f"cannot read: {error.strerror or error}") from None
+        # Closed when the source (the reader, and every iterator of it) is gone.
+        weakref.finalize(self, self._file.close)
+
+    def read_block(self, index: int, limit: int = _CHUNK) -> bytes:
+        """Block ``index`` (``_CHUNK`` bytes, fewer at the end of the file, or at most
+        ``limit``)."""
+        try:
+            self._file.seek(index * _CHUNK)
+            parts: list[bytes] = []
+            wanted = min(_CHUNK, limit)
+            while wanted and (data := self._file.read(wanted)):
+                parts.append(data)
+                wanted -= len(data)
         except OSError as error:
             raise InputError(self.display, f"cannot read: {error.strerror or error}") from None
-
-    def check_bytes(self) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            with self._open("rb") as file:
-                while chunk := file.read(_CHUNK):
-                    if b"\x00" in chunk:
-                        self._locate()
-                    decoder.decode(chunk)
-                decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            self._locate()
-        except OSError as error:
-            raise InputError(self.display, f"cannot read: {error.strerror or error}") from None
+        return b"".join(parts)
 
     def _locate(self) -> NoReturn:
         """Find the first line with a NUL byte or bytes that are not UTF-8, and raise."""
-        with self._open("rb") as file:
-            for number, raw in enumerate(file, start=1):
-                data = raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
-                if b"\x00" in data:
-                    raise InputError(
-                        self.display,
-                        f"not a CSV file: a NUL byte at column {data.index(0) + 1} (binary data?)",
-                        number,
-                    )
-                try:
-                    data.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    column = len(data[: error.start].decode("utf-8", "replace")) + 1
-                    raise InputError(
-                        self.display,
-                        f"not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
-                        "save the file as UTF-8",
-                        number,
-                    ) from None
+        # latin-1 maps bytes to characters one to one: lines split as the CSV reader splits
+        # them (\n, \r\n or \r), and each line's bytes come back unchanged.
+        raw = io.BufferedReader(_Blocks(self), _CHUNK)
+        lines = io.TextIOWrapper(raw, encoding="latin-1", newline="")
+        for number, text in enumerate(lines, start=1):
+            data = text.encode("latin-1")
+            if number == 1 and data.startswith(codecs.BOM_UTF8):
+                data = data[3:]
+            if b"\x00" in data:
+                raise InputError(
+                    self.display,
+                    f"not a CSV file: a NUL byte at column {data.index(0) + 1} (binary data?)",
+                    number,
+                )
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                column = len(data[: error.start].decode("utf-8", "replace")) + 1
+                raise InputError(
+                    self.display,
+                    f"not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
+                    "save the file as UTF-8",
+                    number,
+                ) from None
         raise InputError(self.display, "not UTF-8 text")
 
-    def records(self) -> Iterator[tuple[int, list[str]]]:
-        """(start line, fields) of every non-blank record."""
-        with self._open("r") as file:
-            reader = csv.reader(file, strict=False)
-            while True:
-                start = reader.line_num + 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as error:
-                    raise InputError(self.display, f"not a CSV file: {error}", start) from None
-                except UnicodeDecodeError:
-                    self._locate()  # the file changed since check_bytes
-                except OSError as error:
+    def records(self) -> Iterator[tuple[int, int, list[str]]]:
+        """(first line, last line, fields) of every non-blank record.
+
+        The first call reads the file to its end and records what it read; later calls read
+        exactly those bytes again, or raise ``InputError`` if the file no longer holds them.
+        A quote still open at the end of the file raises ``InputError``: the reader would
+        otherwise return everything after it as one value, silently.
+        """
+        raw = io.BufferedReader(
+            _Blocks(self, self.validated, record=self.validated is None), _CHUNK
+        )
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        # _END can be in no validated file (NUL bytes are refused): after the last line it
+        # is a record of its own, unless a quote is still open and it ends that quote's value
+        # (the line break it carries stays in a quoted value, which tells the two apart).
+        reader = csv.reader(itertools.chain(text, (_END + "\n",)), strict=False)
+        end = 0  # the last line of the previous record
+        try:
+            for fields in reader:
+                start, end = end + 1, reader.line_num
+                if not fields:
+                    continue  # a blank line
+                if end > start and fields[-1].endswith(_END + "\n"):
+                    # The open quote's value is the last field: it runs to the end of the file.
+                    swallowed = (
+                        f"lines {start} to {end - 1} (the end of the file) would be read as "
+                        "one value"
+                        if end - 1 > start
+                        else "it runs to the end of the file"
+                    )
                     raise InputError(
-                        self.display, f"cannot read: {error.strerror or error}", start
-                    ) from None
-                if not fields or (not fields[0].strip() and all(not f.strip() for f in fields)):
-                    continue  # blank lines, and lines of only spaces and commas
-                yield start, fields
+                        self.display,
+                        f"a quote opened in column {len(fields)} is never closed: {swallowed}. "
+                        "Nothing was sent: remove the stray quote, or close it",
+                        start,
+                        len(fields),
+                    )
+                first = fields[0]
+                if not first.strip() and all(not f.strip() for f in fields):
+                    continue  # lines of only spaces and commas
+                if first == _END and len(fields) == 1:
+                    return
+                yield start, end, fields
+        except csv.Error as error:
+            hint = ": a quote that is never closed?" if "field limit" in str(error) else ""
+            raise InputError(self.display, f"not a CSV file: {error}{hint}", end + 1) from None
+        except (UnicodeDecodeError, _BadBytes):
+            self._locate()
+        except _Changed:
+            raise InputError(
+                self.display,
+                "the file changed since it was validated: the run stops here, before any "
+                "changed byte is used; run again on the file as it is now",
+                end + 1,
+            ) from None
 
 
 class PairsReader:
@@ -160,6 +301,7 @@ class PairsReader:
         "_targets",
         "columns",
         "default_region",
+        "fingerprint",
         "is_report",
         "path",
         "rejected",
@@ -180,6 +322,14 @@ class PairsReader:
         self.total = 0  # non-blank records, header excluded
         self.rejected = 0  # records that will be yielded as invalid or duplicate
         self.columns = self._first_pass()
+        validated = self._source.validated
+        if validated is None:  # the first pass reads to the end: a bug if not
+            raise RuntimeError(f"{path}: the first pass stopped before the end")
+        # Exactly the bytes validated, and the only ones iteration will read: what pins a
+        # report to this input (no need to read the file a third time to hash it).
+        self.fingerprint = InputFingerprint(
+            path=str(self.path.resolve()), size=validated.size, sha256=validated.sha256
+        )
 
     @property
     def extra_columns(self) -> tuple[str, ...]:
@@ -210,19 +360,39 @@ class PairsReader:
             ) from None
 
     def _first_pass(self) -> Columns:
-        self._source.check_bytes()
         records = self._source.records()
         try:
-            self._header_line, header = next(records)
+            self._header_line, end, header = next(records)
         except StopIteration:
             raise InputError(
                 self._source.display,
                 "the file is empty: expected a header row (RegionId,InstanceId,VpcId)",
             ) from None
+        if end > self._header_line:
+            column = next(i for i, cell in enumerate(header) if "\n" in cell or "\r" in cell)
+            raise InputError(
+                self._source.display,
+                f"a quote in the header row runs over lines {self._header_line} to {end}: "
+                "remove the stray quote, or close it",
+                self._header_line,
+                column + 1,
+            )
         columns = self._resolve(header)
         target_index: dict[tuple[str, str], int] = {}
         codes = self._codes
-        for line, fields in records:
+        display, default, spanning = self._source.display, self.default_region, spanning_problem
+        for line, end, fields in records:
+            if end > line and (problem := spanning(fields, columns, default)) is not None:
+                column, why = problem
+                raise InputError(
+                    display,
+                    f"a quote opened in column {column} makes one record of lines {line} to "
+                    f"{end}, and {why}: a stray quote? Only a valid row whose extra column's "
+                    "text runs over lines, with nothing like an ID in it, may do that. Nothing "
+                    "was sent: remove the stray quote, or close it",
+                    line,
+                    column,
+                )
             self.total += 1
             row = parse_record(fields, line, columns, self.default_region)
             if isinstance(row, Problem):
@@ -247,17 +417,15 @@ class PairsReader:
         return columns
 
     def __iter__(self) -> Iterator[Row | RowResult]:
+        # The same bytes as the first pass (or InputError): every record was checked there.
         records = self._source.records()
         next(records, None)  # the header, checked by the first pass
-        for line, fields in records:
+        for line, _, fields in records:
             item = parse_record(fields, line, self.columns, self.default_region)
             if isinstance(item, Problem):
                 yield self._rejected(item)
                 continue
-            code = self._codes.get(item.instance_id)
-            if code is None:  # the file changed between the passes
-                yield item
-                continue
+            code = self._codes[item.instance_id]
             conflicting = code < 0
             if conflicting:
                 code = ~code

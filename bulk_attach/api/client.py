@@ -7,11 +7,12 @@ bytes that were signed. Signature V3 (``ACS3-HMAC-SHA256``) is the default, like
 SDK; V1 (HMAC-SHA1) on request.
 
 Every outcome is either a typed success carrying its RequestId or one ``EcsError``:
-``ApiError`` when the service answered, ``TransportError`` when it did not. Foreign
+``ApiError`` when the service answered, ``TransportError`` when it did not. The transport's
 exceptions (aiohttp, asyncio timeouts, OS errors) are translated in exactly one place,
-``EcsClient._translate``; answer bodies are decoded without raising. The client never
-retries: deciding whether a lost attach may be sent again is the engine's job, and it needs
-to see every failure.
+``EcsClient._translate``, and only those: any other exception is a bug of ours and goes up
+untouched, never retried as a lost connection. Answer bodies are decoded without raising.
+The client never retries: deciding whether a lost attach may be sent again is the engine's
+job, and it needs to see every failure.
 
 A secret never leaves this module in text: messages taken from the service are scrubbed of
 the access key secret and the STS token (a V1 ``SignatureDoesNotMatch`` message echoes the
@@ -46,7 +47,7 @@ from bulk_attach.api.signing import (
     v3_authorization,
 )
 from bulk_attach.core.catalog import LocalCode, classify
-from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
+from bulk_attach.errors import ApiError, ConfigError, TransportError
 from bulk_attach.settings import (
     ECS_API_VERSION,
     VPC_API_VERSION,
@@ -77,6 +78,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 _VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
 _REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What the transport raises: aiohttp's own errors, and the OS's (TimeoutError, the asyncio
+# timeouts' class since 3.11, and ssl.SSLError are OSErrors). Nothing else is translated.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 
 
 class RequestGate(Protocol):
@@ -245,6 +249,17 @@ class EcsClient:
         self._settings = settings
         self._credentials = credentials
         self._gate = gate
+        # These travel in headers (V3), where aiohttp refuses control characters with a
+        # ValueError: a stray newline in a profile is a configuration error, said at start.
+        for what, value in (
+            ("access key id", credentials.access_key_id),
+            ("security token", credentials.security_token or ""),
+        ):
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+                raise ConfigError(
+                    f"the {what} from {credentials.source} contains a control character "
+                    "(a stray newline?)"
+                )
         # Validate the endpoint now: a bad --endpoint is a configuration error at start-up.
         self._endpoint = (
             parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
@@ -479,10 +494,14 @@ class EcsClient:
                 retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
                 content_type = response.headers.get("Content-Type", "")
                 body = await _read_body(response)
-        except Exception as exc:  # every foreign failure becomes one EcsError
-            error = self._translate(exc)
-            log.debug("%s %s: %s", region, action, error)
-            raise error from None
+        except aiohttp.InvalidURL:
+            # Only a URL we built can be refused here: a bug, not the network. Its text
+            # holds the URL (and a V1 token), so it is not carried along.
+            raise RuntimeError(f"aiohttp refused the URL built for {action}") from None
+        except _TRANSPORT_ERRORS as exc:
+            lost = self._translate(exc)
+            log.debug("%s %s: %s", region, action, lost)
+            raise lost from None
         if body is None:
             raise ApiError(
                 LocalCode.INVALID_RESPONSE,
@@ -550,14 +569,14 @@ class EcsClient:
             error_class=classify("", status),
         )
 
-    def _translate(self, exc: Exception) -> EcsError:
-        """The one place foreign exceptions become ``EcsError``; its class is what was sent.
+    def _translate(self, exc: aiohttp.ClientError | OSError) -> TransportError:
+        """The one place transport exceptions become ``TransportError``; its class is what
+        was sent. Only ``_TRANSPORT_ERRORS`` arrive here: anything else is a bug of ours
+        and must reach the CLI's internal-error path, not be retried as a lost connection.
 
         Order matters: aiohttp's connect errors are ``OSError`` subclasses, and its timeouts
         are ``TimeoutError`` (itself an ``OSError``).
         """
-        if isinstance(exc, EcsError):
-            return exc
         code: LocalCode
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             # Raised while acquiring or opening the connection: the request was not written.
@@ -587,7 +606,7 @@ class EcsClient:
             code = LocalCode.CONNECTION_LOST
             message = f"connection lost: {self._scrub(str(exc)) or type(exc).__name__}"
         else:
-            # Anything else (other aiohttp or OS errors): it may have been sent; say so.
+            # Any other aiohttp or OS error (TLS, a closed socket): it may have been sent.
             code = LocalCode.CONNECTION_LOST
             message = f"request failed: {type(exc).__name__}"
         return TransportError(code, message)

@@ -539,33 +539,105 @@ async def test_xml_error_body(fake: FakeEcs) -> None:
     assert error.error_class is ErrorClass.PERMANENT
 
 
+NGINX_404 = (
+    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    "<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
 @pytest.mark.parametrize(
     ("status", "body", "content_type", "error_class"),
     [
         (502, "<html><body>502 Bad Gateway</body></html>", "text/html", A),
         (403, "<html>denied by a proxy</html>", "text/html", P),
+        (404, NGINX_404, "text/html", P),
         (200, "<html>a captive portal</html>", "text/html", A),
+        (200, "", "text/plain", A),
         (200, '{"NoRequestId": true}', "application/json", A),
+        (200, '{"status": "ok", "data": {"items": []}}', "application/json", A),
+        (404, '{"message": "Not Found", "code": 404}', "application/json", P),
         (200, "[1, 2, 3]", "application/json", A),
-        (400, '{"RequestId": "R-9", "Message": "no code"}', "application/json", P),
         (500, "\xff\xfe garbage", "application/octet-stream", A),
         (429, "slow down", "text/plain", T),
+        (301, "moved", "text/plain", A),
     ],
 )
-async def test_unreadable_answers_are_invalid_response(
+async def test_answers_that_are_not_the_api_are_transport_errors_naming_the_endpoint(
     fake: FakeEcs, status: int, body: str, content_type: str, error_class: ErrorClass
 ) -> None:
+    """No RequestId and no Code: some other server answered, so the service was not
+    reached (a TransportError); the class still follows the HTTP status."""
+
     async def answer(seen: Seen) -> web.Response:
         return web.Response(status=status, text=body, content_type=content_type)
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    error = info.value
+    assert error.code == LocalCode.INVALID_RESPONSE
+    assert error.http_status == status
+    assert error.error_class is error_class
+    assert error.__cause__ is None
+    assert f"{fake.endpoint} answered AttachClassicLinkVpc with HTTP {status}" in error.message
+    assert "not an ECS API answer" in error.message
+
+
+async def test_the_title_of_an_html_page_says_what_answered(fake: FakeEcs) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return web.Response(status=404, text=NGINX_404, content_type="text/html")
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(TransportError) as info:
+            await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert "titled '404 Not Found'" in info.value.message
+
+
+async def test_an_error_with_a_request_id_but_no_code_is_the_api_speaking(fake: FakeEcs) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return reply(400, {"RequestId": "R-9", "Message": "no code"})
 
     fake.respond = answer
     async with make_client(fake) as client:
         with pytest.raises(ApiError) as info:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.INVALID_RESPONSE
-    assert info.value.http_status == status
-    assert info.value.error_class is error_class
-    assert info.value.__cause__ is None
+    assert (info.value.http_status, info.value.request_id) == (400, "R-9")
+    assert info.value.error_class is ErrorClass.PERMANENT
+
+
+async def test_a_redirect_is_never_followed(fake: FakeEcs) -> None:
+    """The API never redirects; following one would send the signed request elsewhere."""
+    elsewhere: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        elsewhere.append(request.path_qs)
+        return reply(200, {"RequestId": "R-elsewhere"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    target = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    async def redirect(seen: Seen) -> web.Response:
+        return web.Response(status=307, headers={"Location": target})
+
+    fake.respond = redirect
+    try:
+        for signature in SIGNATURES:
+            async with make_client(fake, signature, sts=True) as client:
+                with pytest.raises(TransportError) as info:
+                    await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+            assert info.value.http_status == 307
+    finally:
+        await runner.cleanup()
+    assert elsewhere == []
 
 
 async def test_malformed_success_is_invalid_response(fake: FakeEcs) -> None:

@@ -47,7 +47,7 @@ from bulk_attach.api.signing import (
     v3_authorization,
 )
 from bulk_attach.core.catalog import LocalCode, classify
-from bulk_attach.errors import ApiError, ConfigError, TransportError
+from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
 from bulk_attach.settings import (
     ECS_API_VERSION,
     VPC_API_VERSION,
@@ -226,6 +226,18 @@ def _retry_after(value: str | None) -> float | None:
 def _describe_body(body: bytes, content_type: str) -> str:
     kind = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
     return f"{kind}, {len(body)} bytes"
+
+
+_HTML_TITLE = re.compile(rb"<title[^>]*>([^<]{1,200})</title", re.IGNORECASE)
+
+
+def _html_title(body: bytes) -> str:
+    """An HTML page's title, short and on one line: what a wrong endpoint answered."""
+    match = _HTML_TITLE.search(body[:65536])
+    if match is None:
+        return ""
+    text = unescape(match.group(1).decode("utf-8", "replace"))
+    return " ".join(text.split())[:80]
 
 
 # --- the client --------------------------------------------------------------------------
@@ -486,9 +498,11 @@ class EcsClient:
             await self._gate(region, action)
         url, headers = self._prepare(base, product, action, params)
         try:
-            # No Content-Type, as the SDKs send an empty body (aiohttp would add one).
+            # No Content-Type, as the SDKs send an empty body (aiohttp would add one). The API
+            # never redirects: a 3xx is some other server's, and following it would send a
+            # signed request (a V1 token in its query) wherever its Location points.
             async with self._session.post(
-                url, headers=headers, skip_auto_headers=("Content-Type",)
+                url, headers=headers, skip_auto_headers=("Content-Type",), allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
@@ -503,17 +517,15 @@ class EcsClient:
             log.debug("%s %s: %s", region, action, lost)
             raise lost from None
         if body is None:
-            raise ApiError(
-                LocalCode.INVALID_RESPONSE,
-                f"the answer to {action} is larger than {MAX_BODY_BYTES} bytes",
-                http_status=status,
-                error_class=classify("", status),
+            raise self._not_the_api(
+                base, action, status, f"a body over {MAX_BODY_BYTES} bytes", retry_after
             )
         doc = _json_object(body)
         if 200 <= status < 300 and doc is not None and _field(doc, "RequestId"):
             log.debug("%s %s: HTTP %s [RequestId %s]", region, action, status, doc["RequestId"])
             return doc
         error = self._answer_error(
+            base,
             action,
             status=status,
             doc=doc,
@@ -526,6 +538,7 @@ class EcsClient:
 
     def _answer_error(
         self,
+        base: URL,
         action: str,
         *,
         status: int,
@@ -533,8 +546,14 @@ class EcsClient:
         body: bytes,
         content_type: str,
         retry_after: float | None,
-    ) -> ApiError:
-        """An error answer (JSON or XML ``<Error>``) or an answer we cannot read."""
+    ) -> EcsError:
+        """An error answer (JSON or XML ``<Error>``), or an answer that is not the API's.
+
+        The API puts a RequestId in every answer and a Code in every error: a document with
+        either is the API speaking (``ApiError``). Anything else (an HTML page, an empty
+        body, another product's JSON) came from some other server: ``TransportError``, so
+        it never counts as the service having answered.
+        """
         fields: Mapping[str, Any] | None = doc if doc is not None else _xml_error(body)
         if fields is not None:
             code = _field(fields, "Code", "code")
@@ -550,20 +569,31 @@ class EcsClient:
                     host_id=host_id,
                     retry_after=retry_after,
                 )
-            what = "success without a RequestId" if 200 <= status < 300 else "error without a Code"
-            return ApiError(
-                LocalCode.INVALID_RESPONSE,
-                f"{action}: HTTP {status}, {what}",
-                http_status=status,
-                request_id=request_id,
-                host_id=host_id,
-                retry_after=retry_after,
-                error_class=classify("", status),
-            )
-        return ApiError(
+            if request_id:
+                return ApiError(
+                    LocalCode.INVALID_RESPONSE,
+                    f"{action}: HTTP {status}, an error without a Code",
+                    http_status=status,
+                    request_id=request_id,
+                    host_id=host_id,
+                    retry_after=retry_after,
+                    error_class=classify("", status),
+                )
+        what = _describe_body(body, content_type)
+        title = _html_title(body)
+        if title:
+            what += f", titled {self._scrub(title)!r}"
+        return self._not_the_api(base, action, status, what, retry_after)
+
+    def _not_the_api(
+        self, base: URL, action: str, status: int, what: str, retry_after: float | None
+    ) -> TransportError:
+        """An HTTP answer with neither a RequestId nor a Code: named with its endpoint, so a
+        wrong ``--endpoint`` shows in the message (an origin holds no secret)."""
+        return TransportError(
             LocalCode.INVALID_RESPONSE,
-            f"{action}: HTTP {status} with an unreadable body "
-            f"({_describe_body(body, content_type)})",
+            f"{base} answered {action} with HTTP {status} ({what}), not an ECS API answer "
+            "(no RequestId)",
             http_status=status,
             retry_after=retry_after,
             error_class=classify("", status),

@@ -690,6 +690,7 @@ async def test_timeout_is_ambiguous(fake: FakeEcs) -> None:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.TIMEOUT
     assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert fake.endpoint in info.value.message  # a wrong --endpoint shows
     assert len(fake.seen) == 1  # it was sent: hence ambiguous
 
 
@@ -707,6 +708,7 @@ async def test_dropped_connection_is_ambiguous(fake: FakeEcs) -> None:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.CONNECTION_LOST
     assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert fake.endpoint in info.value.message
     assert len(fake.seen) == 1
 
 
@@ -774,6 +776,7 @@ async def test_broken_http_answers(answer: bytes, code: LocalCode) -> None:
         with pytest.raises(TransportError) as info:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == code
+    assert raw.endpoint in info.value.message
     assert info.value.error_class is ErrorClass.AMBIGUOUS
     assert info.value.__cause__ is None
 

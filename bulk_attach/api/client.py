@@ -513,7 +513,7 @@ class EcsClient:
             # holds the URL (and a V1 token), so it is not carried along.
             raise RuntimeError(f"aiohttp refused the URL built for {action}") from None
         except _TRANSPORT_ERRORS as exc:
-            lost = self._translate(exc)
+            lost = self._translate(exc, base)
             log.debug("%s %s: %s", region, action, lost)
             raise lost from None
         if body is None:
@@ -599,19 +599,20 @@ class EcsClient:
             error_class=classify("", status),
         )
 
-    def _translate(self, exc: aiohttp.ClientError | OSError) -> TransportError:
+    def _translate(self, exc: aiohttp.ClientError | OSError, base: URL) -> TransportError:
         """The one place transport exceptions become ``TransportError``; its class is what
         was sent. Only ``_TRANSPORT_ERRORS`` arrive here: anything else is a bug of ours
         and must reach the CLI's internal-error path, not be retried as a lost connection.
 
         Order matters: aiohttp's connect errors are ``OSError`` subclasses, and its timeouts
-        are ``TimeoutError`` (itself an ``OSError``).
+        are ``TimeoutError`` (itself an ``OSError``). Messages name the endpoint (an origin
+        holds no secret), so a wrong ``--endpoint`` shows in them.
         """
         code: LocalCode
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             # Raised while acquiring or opening the connection: the request was not written.
             code = LocalCode.CONNECT_FAILED
-            message = f"no connection within {self._settings.connect_timeout:g} s"
+            message = f"no connection to {base} within {self._settings.connect_timeout:g} s"
         elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
             code = LocalCode.CONNECT_FAILED
             message = f"TLS certificate verification failed for {exc.host}: {exc.certificate_error}"
@@ -621,11 +622,13 @@ class EcsClient:
             message = f"cannot connect to {exc.host}:{exc.port}: {reason}"
         elif isinstance(exc, TimeoutError):
             code = LocalCode.TIMEOUT
-            message = f"no answer within the read timeout ({self._settings.read_timeout:g} s)"
+            message = (
+                f"no answer from {base} within the read timeout ({self._settings.read_timeout:g} s)"
+            )
         elif isinstance(exc, aiohttp.ClientResponseError):
             # A malformed HTTP answer (status line, headers): str(exc) would show the URL.
             code = LocalCode.INVALID_RESPONSE
-            message = f"malformed HTTP answer: {self._scrub(exc.message)}"
+            message = f"malformed HTTP answer from {base}: {self._scrub(exc.message)}"
         elif isinstance(
             exc,
             aiohttp.ServerDisconnectedError
@@ -634,11 +637,12 @@ class EcsClient:
             | aiohttp.ClientOSError,
         ):
             code = LocalCode.CONNECTION_LOST
-            message = f"connection lost: {self._scrub(str(exc)) or type(exc).__name__}"
+            reason = self._scrub(str(exc)) or type(exc).__name__
+            message = f"connection to {base} lost: {reason}"
         else:
             # Any other aiohttp or OS error (TLS, a closed socket): it may have been sent.
             code = LocalCode.CONNECTION_LOST
-            message = f"request failed: {type(exc).__name__}"
+            message = f"request to {base} failed: {type(exc).__name__}"
         return TransportError(code, message)
 
     def _scrub(self, text: str) -> str:

@@ -332,7 +332,7 @@ class Attacher:
     def _stop(self, detail: str) -> None:
         """Stop the run as wrong (exit 3) and say why at once, not only in the summary."""
         if self._control.stop(StopReason.FATAL, detail):
-            self._emit(RunStopping(self._control.skip_message()))
+            self._emit(RunStopping(f"{StopReason.FATAL}: {detail}"))
 
     # --- small helpers --------------------------------------------------------------------
 

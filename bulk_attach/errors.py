@@ -9,11 +9,14 @@
     ├── LockedError        exit 75   another run holds the report (EX_TEMPFAIL: try later)
     ├── ReportWriteError   exit 74   the report could not be written (disk full, EX_IOERR)
     └── EcsError           exit 1    one call that did not succeed; .code and .error_class
-        ├── ApiError                 the service answered with an error body
-        └── TransportError           no usable answer: not sent, timeout, connection lost
+        ├── ApiError                 the service answered: an error body (a Code or RequestId)
+        └── TransportError           no answer from the service: not sent, timeout, connection
+                                     lost, or an answer that is not the API's (no RequestId,
+                                     no Code: an HTML page, an empty body, another server)
 
-Foreign exceptions (aiohttp, asyncio timeouts, JSON decoding) are translated into
-``TransportError`` or ``ApiError`` in exactly one place, ``api/client.py``. Messages never
+The transport's exceptions (aiohttp, asyncio timeouts, OS errors) are translated into
+``TransportError`` in exactly one place, ``api/client.py``; any other exception is a bug
+and is never translated. Messages never
 contain a secret: credentials objects hide theirs, and nothing here formats request
 parameters.
 """
@@ -137,4 +140,5 @@ class ApiError(EcsError):
 
 
 class TransportError(EcsError):
-    """No usable answer: the request was not sent, timed out, or lost its connection."""
+    """No answer from the service: the request was not sent, timed out, lost its connection,
+    or was answered by something that is not the API (``http_status`` then says how)."""

@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 from alibabacloud_tea_openapi.utils import Utils as TeaUtils  # type: ignore[import-untyped]
 
+from bulk_attach.api import client as client_module
 from bulk_attach.api.client import (
     EcsClient,
     InstanceInfo,
@@ -538,33 +539,105 @@ async def test_xml_error_body(fake: FakeEcs) -> None:
     assert error.error_class is ErrorClass.PERMANENT
 
 
+NGINX_404 = (
+    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    "<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
 @pytest.mark.parametrize(
     ("status", "body", "content_type", "error_class"),
     [
         (502, "<html><body>502 Bad Gateway</body></html>", "text/html", A),
         (403, "<html>denied by a proxy</html>", "text/html", P),
+        (404, NGINX_404, "text/html", P),
         (200, "<html>a captive portal</html>", "text/html", A),
+        (200, "", "text/plain", A),
         (200, '{"NoRequestId": true}', "application/json", A),
+        (200, '{"status": "ok", "data": {"items": []}}', "application/json", A),
+        (404, '{"message": "Not Found", "code": 404}', "application/json", P),
         (200, "[1, 2, 3]", "application/json", A),
-        (400, '{"RequestId": "R-9", "Message": "no code"}', "application/json", P),
         (500, "\xff\xfe garbage", "application/octet-stream", A),
         (429, "slow down", "text/plain", T),
+        (301, "moved", "text/plain", A),
     ],
 )
-async def test_unreadable_answers_are_invalid_response(
+async def test_answers_that_are_not_the_api_are_transport_errors_naming_the_endpoint(
     fake: FakeEcs, status: int, body: str, content_type: str, error_class: ErrorClass
 ) -> None:
+    """No RequestId and no Code: some other server answered, so the service was not
+    reached (a TransportError); the class still follows the HTTP status."""
+
     async def answer(seen: Seen) -> web.Response:
         return web.Response(status=status, text=body, content_type=content_type)
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(TransportError) as info:
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    error = info.value
+    assert error.code == LocalCode.INVALID_RESPONSE
+    assert error.http_status == status
+    assert error.error_class is error_class
+    assert error.__cause__ is None
+    assert f"{fake.endpoint} answered AttachClassicLinkVpc with HTTP {status}" in error.message
+    assert "not an ECS API answer" in error.message
+
+
+async def test_the_title_of_an_html_page_says_what_answered(fake: FakeEcs) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return web.Response(status=404, text=NGINX_404, content_type="text/html")
+
+    fake.respond = answer
+    async with make_client(fake) as client:
+        with pytest.raises(TransportError) as info:
+            await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert "titled '404 Not Found'" in info.value.message
+
+
+async def test_an_error_with_a_request_id_but_no_code_is_the_api_speaking(fake: FakeEcs) -> None:
+    async def answer(seen: Seen) -> web.Response:
+        return reply(400, {"RequestId": "R-9", "Message": "no code"})
 
     fake.respond = answer
     async with make_client(fake) as client:
         with pytest.raises(ApiError) as info:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.INVALID_RESPONSE
-    assert info.value.http_status == status
-    assert info.value.error_class is error_class
-    assert info.value.__cause__ is None
+    assert (info.value.http_status, info.value.request_id) == (400, "R-9")
+    assert info.value.error_class is ErrorClass.PERMANENT
+
+
+async def test_a_redirect_is_never_followed(fake: FakeEcs) -> None:
+    """The API never redirects; following one would send the signed request elsewhere."""
+    elsewhere: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        elsewhere.append(request.path_qs)
+        return reply(200, {"RequestId": "R-elsewhere"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    target = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    async def redirect(seen: Seen) -> web.Response:
+        return web.Response(status=307, headers={"Location": target})
+
+    fake.respond = redirect
+    try:
+        for signature in SIGNATURES:
+            async with make_client(fake, signature, sts=True) as client:
+                with pytest.raises(TransportError) as info:
+                    await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+            assert info.value.http_status == 307
+    finally:
+        await runner.cleanup()
+    assert elsewhere == []
 
 
 async def test_malformed_success_is_invalid_response(fake: FakeEcs) -> None:
@@ -617,6 +690,7 @@ async def test_timeout_is_ambiguous(fake: FakeEcs) -> None:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.TIMEOUT
     assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert fake.endpoint in info.value.message  # a wrong --endpoint shows
     assert len(fake.seen) == 1  # it was sent: hence ambiguous
 
 
@@ -634,6 +708,7 @@ async def test_dropped_connection_is_ambiguous(fake: FakeEcs) -> None:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == LocalCode.CONNECTION_LOST
     assert info.value.error_class is ErrorClass.AMBIGUOUS
+    assert fake.endpoint in info.value.message
     assert len(fake.seen) == 1
 
 
@@ -686,6 +761,14 @@ class RawServer:
         (b"", LocalCode.CONNECTION_LOST),
         (b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"Req', LocalCode.CONNECTION_LOST),
         (b"BANANA 200 nope\r\n\r\n", LocalCode.INVALID_RESPONSE),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n",
+            LocalCode.INVALID_RESPONSE,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello",
+            LocalCode.CONNECTION_LOST,
+        ),
     ],
 )
 async def test_broken_http_answers(answer: bytes, code: LocalCode) -> None:
@@ -693,6 +776,7 @@ async def test_broken_http_answers(answer: bytes, code: LocalCode) -> None:
         with pytest.raises(TransportError) as info:
             await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
     assert info.value.code == code
+    assert raw.endpoint in info.value.message
     assert info.value.error_class is ErrorClass.AMBIGUOUS
     assert info.value.__cause__ is None
 
@@ -732,6 +816,100 @@ async def test_no_foreign_exception_slips_through(fake: FakeEcs) -> None:
                 await client.describe_vpc_attribute(REGION, "vpc-1")
             outcomes.append(type(info.value))
     assert set(outcomes) == {ApiError, TransportError}
+
+
+# --- the boundary translates the transport's exceptions, and only those --------------------
+
+
+class FailingGate:
+    """A rate gate with a bug: our own code, raising before anything is sent."""
+
+    async def __call__(self, region: str, action: str) -> None:
+        raise RuntimeError("a bug in the gate")
+
+
+async def test_a_bug_in_a_gate_is_not_dressed_up_as_a_network_error(fake: FakeEcs) -> None:
+    settings = ClientSettings(endpoint=fake.endpoint)
+    async with EcsClient(settings, Credentials(AK, SECRET), gate=FailingGate()) as client:
+        with pytest.raises(RuntimeError, match="a bug in the gate"):
+            await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert fake.seen == []
+
+
+async def test_a_header_we_built_wrong_is_a_bug_not_a_lost_connection(fake: FakeEcs) -> None:
+    """aiohttp refuses a control character in a header with a ValueError: that is our
+    header, so it must surface as a bug (internal error, --debug traceback), not be
+    retried and read back as ``ConnectionLost``."""
+    settings = ClientSettings(endpoint=fake.endpoint)
+    creds = Credentials(AK, SECRET)
+    async with EcsClient(settings, creds, user_agent="tests/1\r\nX-Injected: 1") as client:
+        with pytest.raises(ValueError, match="control character"):
+            await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    assert fake.seen == []
+
+
+async def test_a_bug_while_reading_the_answer_is_not_a_lost_connection(
+    fake: FakeEcs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_read(response: object) -> bytes:
+        raise TypeError("a bug in our body reader")
+
+    monkeypatch.setattr(client_module, "_read_body", broken_read)
+    async with make_client(fake) as client:
+        with pytest.raises(TypeError, match="a bug in our body reader"):
+            await client.describe_classic_link_instances(REGION, vpc_id="vpc-a")
+    assert len(fake.seen) == 1
+
+
+@pytest.mark.parametrize("field", ["access_key_id", "security_token"])
+def test_a_control_character_in_a_header_credential_is_a_configuration_error(
+    field: str,
+) -> None:
+    values = {"access_key_id": STS_AK, "access_key_secret": STS_SECRET, "security_token": TOKEN}
+    values[field] += "\n"
+    creds = Credentials(**values, source="profile 'x'")
+    with pytest.raises(ConfigError, match="control character") as info:
+        EcsClient(ClientSettings(), creds)
+    assert values[field] not in str(info.value)
+
+
+async def test_cancellation_goes_through_untouched(fake: FakeEcs) -> None:
+    arrived = asyncio.Event()
+
+    async def hang(seen: Seen) -> web.Response:
+        arrived.set()
+        await asyncio.wait_for(fake.release.wait(), 30)
+        return reply(200, {"RequestId": "late"})
+
+    fake.respond = hang
+    async with make_client(fake) as client:
+        task = asyncio.create_task(client.attach_classic_link_vpc(REGION, "i-1", "vpc-1"))
+        await asyncio.wait_for(arrived.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert task.cancelled()
+
+
+async def test_tls_to_a_plain_http_server_is_not_sent() -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(16)  # the start of a TLS ClientHello, answered in plain HTTP
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(plain, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(f"https://127.0.0.1:{port}") as client:
+            with pytest.raises(TransportError) as info:
+                await client.attach_classic_link_vpc(REGION, "i-1", "vpc-1")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.code == LocalCode.CONNECT_FAILED
+    assert info.value.error_class is ErrorClass.NOT_SENT
 
 
 # --- endpoints and configuration ---------------------------------------------------------

@@ -21,7 +21,7 @@ from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.core.rows import Row
 from bulk_attach.engine.attacher import Attacher
 from bulk_attach.engine.control import RunControl, StopReason
-from bulk_attach.engine.events import Event
+from bulk_attach.engine.events import Event, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT, Pool
 from bulk_attach.errors import ApiError, EcsError, TransportError
@@ -351,3 +351,135 @@ async def test_connection_failures_after_the_service_answered_fail_rows_not_the_
     assert control.reason is None
     assert {results[f"i-{k:04d}"].status for k in range(3)} == {Status.ATTACHED}
     assert {results[f"i-{k:04d}"].error_code for k in range(10, 13)} == {LocalCode.CONNECT_FAILED}
+
+
+# --- an endpoint that answers, but is not the API ----------------------------------------
+
+ENDPOINT = "http://127.0.0.1:8080"
+
+
+def not_the_api(status: int) -> TransportError:
+    """What the client raises for an answer with neither a RequestId nor a Code."""
+    return TransportError(
+        LocalCode.INVALID_RESPONSE,
+        f"{ENDPOINT} answered DescribeClassicLinkInstances with HTTP {status} "
+        "(text/html, 615 bytes), not an ECS API answer (no RequestId)",
+        http_status=status,
+    )
+
+
+class StrangerApi(FakeApi):
+    """Answers the first ``answers`` describe calls as the API, then raises ``error``
+    (once per call) for every describe of a VPC in ``broken`` (all VPCs when None)."""
+
+    def __init__(
+        self, error: EcsError, *, answers: int = 0, broken: set[str] | None = None
+    ) -> None:
+        super().__init__()
+        self.error = error
+        self.answers = answers
+        self.broken = broken
+        self.describes_of: Counter[str | None] = Counter()
+
+    async def describe_classic_link_instances(
+        self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
+    ) -> list[FakeLink]:
+        self.describes_of[vpc_id] += 1
+        if self.answers > 0 or (self.broken is not None and vpc_id not in self.broken):
+            self.answers -= 1
+            return await super().describe_classic_link_instances(
+                region, vpc_id=vpc_id, instance_ids=instance_ids
+            )
+        self.describe_calls += 1
+        await asyncio.sleep(0)
+        raise self.error
+
+
+def spread(n: int, vpcs: int) -> list[Row]:
+    return [
+        Row(line=k + 2, region_id=REGION, instance_id=f"i-{k:04d}", vpc_id=f"vpc-{k % vpcs}")
+        for k in range(n)
+    ]
+
+
+@pytest.mark.parametrize("vpcs", [1, 4, 200])
+@pytest.mark.parametrize(
+    "error",
+    [
+        not_the_api(200),  # a web page, an empty 200, another product's JSON
+        not_the_api(404),  # nginx's 404 page: PERMANENT by its status, yet not the row's fault
+        not_the_api(502),
+        TransportError(LocalCode.INVALID_RESPONSE, f"malformed HTTP answer from {ENDPOINT}"),
+    ],
+    ids=["200", "404", "502", "not-http"],
+)
+async def test_answers_that_are_not_the_api_stop_the_run_within_a_few_requests(
+    error: TransportError, vpcs: int
+) -> None:
+    api = StrangerApi(error)
+    attacher, control, events = make(api, max_attempts=6)
+    results = await run_all(attacher, control, spread(200, vpcs), concurrency=16)
+    assert control.reason is StopReason.FATAL
+    assert ENDPOINT in control.detail
+    assert "not the API" in control.detail
+    assert len(results) == 200
+    # A handful of reads, not max_attempts for every row (1200 before).
+    assert sum(api.describes_of.values()) <= 16 + 3
+    assert sum(api.attach_calls.values()) == 0
+    statuses = Counter(r.status for r in results)
+    assert statuses[Status.FAILED] <= min(vpcs, 16)  # only rows whose own read was refused
+    assert statuses[Status.SKIPPED] == 200 - statuses[Status.FAILED]
+    # Said at once (the progress listeners print it), not only in the summary.
+    stopping = [e for e in events if isinstance(e, RunStopping)]
+    assert len(stopping) == 1
+    assert ENDPOINT in stopping[0].reason
+
+
+@pytest.mark.parametrize("vpcs", [1, 4, 200])
+@pytest.mark.parametrize(
+    "code", [LocalCode.CONNECTION_LOST, LocalCode.TIMEOUT, LocalCode.CONNECT_FAILED]
+)
+async def test_an_endpoint_that_never_answers_stops_the_run(code: LocalCode, vpcs: int) -> None:
+    """A server that closes every connection (or never answers) gets no answer counted
+    for the API; the run stops after a bounded number of calls, not 6 per row."""
+    api = StrangerApi(TransportError(code, f"connection to {ENDPOINT} lost"))
+    attacher, control, _ = make(api, max_attempts=6)
+    results = await run_all(attacher, control, spread(200, vpcs), concurrency=16)
+    assert control.reason is StopReason.FATAL
+    assert "never reached" in control.detail
+    assert ENDPOINT in control.detail
+    assert len(results) == 200
+    assert sum(api.describes_of.values()) <= 16 + 12
+    assert sum(api.attach_calls.values()) == 0
+
+
+async def test_odd_answers_after_the_api_answered_fail_rows_not_the_run() -> None:
+    api = StrangerApi(not_the_api(200), broken={"vpc-b"})
+    attacher, control, _ = make(api, max_attempts=4)
+    items = [*rows(3, vpc="vpc-a"), *rows(5, vpc="vpc-b", start=10)]
+    results = {r.instance_id: r for r in await run_all(attacher, control, items, concurrency=1)}
+    assert control.reason is None
+    assert {results[f"i-{k:04d}"].status for k in range(3)} == {Status.ATTACHED}
+    failed = [results[f"i-{k:04d}"] for k in range(10, 15)]
+    assert {r.status for r in failed} == {Status.FAILED}
+    assert {r.error_code for r in failed} == {LocalCode.INVALID_RESPONSE}
+    assert len({r.message for r in failed}) == 1
+    # vpc-b was read max_attempts times for its first row; its other four rows failed at
+    # once with the same error instead of reading it again (20 reads before).
+    assert api.describes_of["vpc-b"] == 4
+
+
+async def test_a_vpc_whose_read_failed_is_not_read_again_by_each_of_its_rows() -> None:
+    api = StrangerApi(
+        ApiError("InvalidVpcId.NotFound", "no such VPC", http_status=404, request_id="R-1"),
+        broken={"vpc-gone"},
+    )
+    attacher, control, _ = make(api)
+    items = [*rows(2, vpc="vpc-a"), *rows(6, vpc="vpc-gone", start=10)]
+    results = await run_all(attacher, control, items, concurrency=4)
+    assert control.reason is None
+    gone = [r for r in results if r.vpc_id == "vpc-gone"]
+    assert {r.status for r in gone} == {Status.FAILED}
+    assert {r.error_code for r in gone} == {"InvalidVpcId.NotFound"}
+    assert api.describes_of["vpc-gone"] == 1
+    assert "vpc-gone InvalidVpcId.NotFound" in repr(attacher.links)

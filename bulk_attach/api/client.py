@@ -7,11 +7,12 @@ bytes that were signed. Signature V3 (``ACS3-HMAC-SHA256``) is the default, like
 SDK; V1 (HMAC-SHA1) on request.
 
 Every outcome is either a typed success carrying its RequestId or one ``EcsError``:
-``ApiError`` when the service answered, ``TransportError`` when it did not. Foreign
+``ApiError`` when the service answered, ``TransportError`` when it did not. The transport's
 exceptions (aiohttp, asyncio timeouts, OS errors) are translated in exactly one place,
-``EcsClient._translate``; answer bodies are decoded without raising. The client never
-retries: deciding whether a lost attach may be sent again is the engine's job, and it needs
-to see every failure.
+``EcsClient._translate``, and only those: any other exception is a bug of ours and goes up
+untouched, never retried as a lost connection. Answer bodies are decoded without raising.
+The client never retries: deciding whether a lost attach may be sent again is the engine's
+job, and it needs to see every failure.
 
 A secret never leaves this module in text: messages taken from the service are scrubbed of
 the access key secret and the STS token (a V1 ``SignatureDoesNotMatch`` message echoes the
@@ -77,6 +78,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 _VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
 _REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What the transport raises: aiohttp's own errors, and the OS's (TimeoutError, the asyncio
+# timeouts' class since 3.11, and ssl.SSLError are OSErrors). Nothing else is translated.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 
 
 class RequestGate(Protocol):
@@ -224,6 +228,18 @@ def _describe_body(body: bytes, content_type: str) -> str:
     return f"{kind}, {len(body)} bytes"
 
 
+_HTML_TITLE = re.compile(rb"<title[^>]*>([^<]{1,200})</title", re.IGNORECASE)
+
+
+def _html_title(body: bytes) -> str:
+    """An HTML page's title, short and on one line: what a wrong endpoint answered."""
+    match = _HTML_TITLE.search(body[:65536])
+    if match is None:
+        return ""
+    text = unescape(match.group(1).decode("utf-8", "replace"))
+    return " ".join(text.split())[:80]
+
+
 # --- the client --------------------------------------------------------------------------
 
 
@@ -245,6 +261,17 @@ class EcsClient:
         self._settings = settings
         self._credentials = credentials
         self._gate = gate
+        # These travel in headers (V3), where aiohttp refuses control characters with a
+        # ValueError: a stray newline in a profile is a configuration error, said at start.
+        for what, value in (
+            ("access key id", credentials.access_key_id),
+            ("security token", credentials.security_token or ""),
+        ):
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+                raise ConfigError(
+                    f"the {what} from {credentials.source} contains a control character "
+                    "(a stray newline?)"
+                )
         # Validate the endpoint now: a bad --endpoint is a configuration error at start-up.
         self._endpoint = (
             parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
@@ -471,30 +498,34 @@ class EcsClient:
             await self._gate(region, action)
         url, headers = self._prepare(base, product, action, params)
         try:
-            # No Content-Type, as the SDKs send an empty body (aiohttp would add one).
+            # No Content-Type, as the SDKs send an empty body (aiohttp would add one). The API
+            # never redirects: a 3xx is some other server's, and following it would send a
+            # signed request (a V1 token in its query) wherever its Location points.
             async with self._session.post(
-                url, headers=headers, skip_auto_headers=("Content-Type",)
+                url, headers=headers, skip_auto_headers=("Content-Type",), allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
                 content_type = response.headers.get("Content-Type", "")
                 body = await _read_body(response)
-        except Exception as exc:  # every foreign failure becomes one EcsError
-            error = self._translate(exc)
-            log.debug("%s %s: %s", region, action, error)
-            raise error from None
+        except aiohttp.InvalidURL:
+            # Only a URL we built can be refused here: a bug, not the network. Its text
+            # holds the URL (and a V1 token), so it is not carried along.
+            raise RuntimeError(f"aiohttp refused the URL built for {action}") from None
+        except _TRANSPORT_ERRORS as exc:
+            lost = self._translate(exc, base)
+            log.debug("%s %s: %s", region, action, lost)
+            raise lost from None
         if body is None:
-            raise ApiError(
-                LocalCode.INVALID_RESPONSE,
-                f"the answer to {action} is larger than {MAX_BODY_BYTES} bytes",
-                http_status=status,
-                error_class=classify("", status),
+            raise self._not_the_api(
+                base, action, status, f"a body over {MAX_BODY_BYTES} bytes", retry_after
             )
         doc = _json_object(body)
         if 200 <= status < 300 and doc is not None and _field(doc, "RequestId"):
             log.debug("%s %s: HTTP %s [RequestId %s]", region, action, status, doc["RequestId"])
             return doc
         error = self._answer_error(
+            base,
             action,
             status=status,
             doc=doc,
@@ -507,6 +538,7 @@ class EcsClient:
 
     def _answer_error(
         self,
+        base: URL,
         action: str,
         *,
         status: int,
@@ -514,8 +546,14 @@ class EcsClient:
         body: bytes,
         content_type: str,
         retry_after: float | None,
-    ) -> ApiError:
-        """An error answer (JSON or XML ``<Error>``) or an answer we cannot read."""
+    ) -> EcsError:
+        """An error answer (JSON or XML ``<Error>``), or an answer that is not the API's.
+
+        The API puts a RequestId in every answer and a Code in every error: a document with
+        either is the API speaking (``ApiError``). Anything else (an HTML page, an empty
+        body, another product's JSON) came from some other server: ``TransportError``, so
+        it never counts as the service having answered.
+        """
         fields: Mapping[str, Any] | None = doc if doc is not None else _xml_error(body)
         if fields is not None:
             code = _field(fields, "Code", "code")
@@ -531,38 +569,50 @@ class EcsClient:
                     host_id=host_id,
                     retry_after=retry_after,
                 )
-            what = "success without a RequestId" if 200 <= status < 300 else "error without a Code"
-            return ApiError(
-                LocalCode.INVALID_RESPONSE,
-                f"{action}: HTTP {status}, {what}",
-                http_status=status,
-                request_id=request_id,
-                host_id=host_id,
-                retry_after=retry_after,
-                error_class=classify("", status),
-            )
-        return ApiError(
+            if request_id:
+                return ApiError(
+                    LocalCode.INVALID_RESPONSE,
+                    f"{action}: HTTP {status}, an error without a Code",
+                    http_status=status,
+                    request_id=request_id,
+                    host_id=host_id,
+                    retry_after=retry_after,
+                    error_class=classify("", status),
+                )
+        what = _describe_body(body, content_type)
+        title = _html_title(body)
+        if title:
+            what += f", titled {self._scrub(title)!r}"
+        return self._not_the_api(base, action, status, what, retry_after)
+
+    def _not_the_api(
+        self, base: URL, action: str, status: int, what: str, retry_after: float | None
+    ) -> TransportError:
+        """An HTTP answer with neither a RequestId nor a Code: named with its endpoint, so a
+        wrong ``--endpoint`` shows in the message (an origin holds no secret)."""
+        return TransportError(
             LocalCode.INVALID_RESPONSE,
-            f"{action}: HTTP {status} with an unreadable body "
-            f"({_describe_body(body, content_type)})",
+            f"{base} answered {action} with HTTP {status} ({what}), not an ECS API answer "
+            "(no RequestId)",
             http_status=status,
             retry_after=retry_after,
             error_class=classify("", status),
         )
 
-    def _translate(self, exc: Exception) -> EcsError:
-        """The one place foreign exceptions become ``EcsError``; its class is what was sent.
+    def _translate(self, exc: aiohttp.ClientError | OSError, base: URL) -> TransportError:
+        """The one place transport exceptions become ``TransportError``; its class is what
+        was sent. Only ``_TRANSPORT_ERRORS`` arrive here: anything else is a bug of ours
+        and must reach the CLI's internal-error path, not be retried as a lost connection.
 
         Order matters: aiohttp's connect errors are ``OSError`` subclasses, and its timeouts
-        are ``TimeoutError`` (itself an ``OSError``).
+        are ``TimeoutError`` (itself an ``OSError``). Messages name the endpoint (an origin
+        holds no secret), so a wrong ``--endpoint`` shows in them.
         """
-        if isinstance(exc, EcsError):
-            return exc
         code: LocalCode
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             # Raised while acquiring or opening the connection: the request was not written.
             code = LocalCode.CONNECT_FAILED
-            message = f"no connection within {self._settings.connect_timeout:g} s"
+            message = f"no connection to {base} within {self._settings.connect_timeout:g} s"
         elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
             code = LocalCode.CONNECT_FAILED
             message = f"TLS certificate verification failed for {exc.host}: {exc.certificate_error}"
@@ -572,11 +622,13 @@ class EcsClient:
             message = f"cannot connect to {exc.host}:{exc.port}: {reason}"
         elif isinstance(exc, TimeoutError):
             code = LocalCode.TIMEOUT
-            message = f"no answer within the read timeout ({self._settings.read_timeout:g} s)"
+            message = (
+                f"no answer from {base} within the read timeout ({self._settings.read_timeout:g} s)"
+            )
         elif isinstance(exc, aiohttp.ClientResponseError):
             # A malformed HTTP answer (status line, headers): str(exc) would show the URL.
             code = LocalCode.INVALID_RESPONSE
-            message = f"malformed HTTP answer: {self._scrub(exc.message)}"
+            message = f"malformed HTTP answer from {base}: {self._scrub(exc.message)}"
         elif isinstance(
             exc,
             aiohttp.ServerDisconnectedError
@@ -585,11 +637,12 @@ class EcsClient:
             | aiohttp.ClientOSError,
         ):
             code = LocalCode.CONNECTION_LOST
-            message = f"connection lost: {self._scrub(str(exc)) or type(exc).__name__}"
+            reason = self._scrub(str(exc)) or type(exc).__name__
+            message = f"connection to {base} lost: {reason}"
         else:
-            # Anything else (other aiohttp or OS errors): it may have been sent; say so.
+            # Any other aiohttp or OS error (TLS, a closed socket): it may have been sent.
             code = LocalCode.CONNECTION_LOST
-            message = f"request failed: {type(exc).__name__}"
+            message = f"request to {base} failed: {type(exc).__name__}"
         return TransportError(code, message)
 
     def _scrub(self, text: str) -> str:

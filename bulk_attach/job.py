@@ -36,8 +36,8 @@ from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import Interrupted, SignalStop, stop_on_signals
 from bulk_attach.engine.sources import RowSource, lanes, planned
-from bulk_attach.errors import ExitCode, ReportWriteError, UsageError
-from bulk_attach.files.csv_input import InputFingerprint, fingerprint, read_pairs
+from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
+from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, run_report_for
 from bulk_attach.files.report import ReportWriter, StartedJournal, read_report, write_summary
@@ -83,12 +83,6 @@ def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
 
 def report_path_of(settings: RunSettings) -> Path:
     return settings.report_path or run_report_for(settings.input_path, settings.report_format)
-
-
-def _pinned(rows: RowSource, path: Path) -> InputFingerprint:
-    """The fingerprint of exactly the bytes the source read, when it knows them."""
-    known = getattr(rows, "fingerprint", None)
-    return known if isinstance(known, InputFingerprint) else fingerprint(path)
 
 
 async def run_job(
@@ -160,7 +154,7 @@ async def _run_locked(
         previous = Previous.SET_ASIDE if settings.fresh else Previous.RESUME
     plan = prepare_report(
         paths,
-        _pinned(rows, settings.input_path),
+        rows.fingerprint,  # exactly the bytes validated and run
         settings.report_format,
         previous=previous,
         command=command,
@@ -245,6 +239,12 @@ async def _run_locked(
                 write_failure = error
                 control.stop(StopReason.REPORT_WRITE, str(error))
                 emit(RunStopping(f"{error}; stopping"))
+            except InputError as error:
+                # The input was rewritten under the run: nothing past the change was sent;
+                # the rows before it are in the report, which a run on the new file resumes
+                # only with --fresh (its input pin no longer matches).
+                control.stop(StopReason.INPUT_CHANGED, str(error))
+                emit(RunStopping(str(error)))
 
     return _conclude(
         settings,

@@ -12,7 +12,7 @@ import pytest
 from test_run_e2e import FAST, HZ, credentials_of, pairs_for, world_for, write_csv
 
 from bulk_attach.emulator.server import EmulatorSettings, running_emulator
-from bulk_attach.errors import InputError
+from bulk_attach.engine.control import StopReason
 from bulk_attach.files import csv_input
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.job import run_job
@@ -54,10 +54,12 @@ async def test_a_file_rewritten_in_place_stops_the_run_before_a_changed_row_is_s
         data = path.read_bytes()
         path.write_bytes(data.replace(b"i-t00011,vpc-a", b"i-t00011,vpc-b"))  # same size
         client = ClientSettings(endpoint=emu.endpoint, read_timeout=5.0)
-        with pytest.raises(InputError, match="changed since it was validated") as info:
-            await run_job(settings(tmp_path, path), client, credentials_of(emu), rows=rows)
+        result = await run_job(settings(tmp_path, path), client, credentials_of(emu), rows=rows)
         links = dict(emu.model.links)
-    assert info.value.exit_code == 2
+    # The run stops as an input error (exit 2), and its summary says why.
+    assert result.exit_code == 2
+    assert result.stop_reason is StopReason.INPUT_CHANGED
+    assert "changed since it was validated" in result.summary["stop_detail"]
     assert links.get("i-t00011") != "vpc-b"
     # The report is flushed: the rows in flight when the run stopped are marked so.
     report = (tmp_path / "report.csv").read_text()

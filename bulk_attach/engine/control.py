@@ -35,6 +35,7 @@ class StopReason(StrEnum):
     SIGINT = "interrupted (SIGINT)"
     SIGTERM = "terminated (SIGTERM)"
     REPORT_WRITE = "the report could not be written"
+    INPUT_CHANGED = "the input changed during the run"
 
     @property
     def exit_code(self) -> int:
@@ -44,6 +45,7 @@ class StopReason(StrEnum):
             StopReason.SIGINT: ExitCode.SIGINT,
             StopReason.SIGTERM: ExitCode.SIGTERM,
             StopReason.REPORT_WRITE: ExitCode.REPORT_WRITE,
+            StopReason.INPUT_CHANGED: ExitCode.USAGE,
         }[self]
 
     @property

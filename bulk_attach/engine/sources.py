@@ -8,11 +8,14 @@ still runs its regions side by side; ``planned`` drops what a previous run settl
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bulk_attach.core.outcomes import Key, RowResult
 from bulk_attach.core.planning import ResumePlanner, Step
 from bulk_attach.core.rows import Row
+
+if TYPE_CHECKING:  # a value type only: the engine reads no files
+    from bulk_attach.files.csv_input import InputFingerprint
 
 __all__ = ["RowSource", "lanes", "planned"]
 
@@ -28,6 +31,8 @@ class RowSource(Protocol):
     def total(self) -> int: ...
     @property
     def regions(self) -> frozenset[str]: ...
+    @property
+    def fingerprint(self) -> InputFingerprint: ...
     def __iter__(self) -> Iterator[Item]: ...
 
 

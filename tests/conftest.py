@@ -71,6 +71,40 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+async def start_cli(
+    *args: str | os.PathLike[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    preexec_fn: Callable[[], None] | None = None,
+) -> asyncio.subprocess.Process:
+    """Start ``python -m bulk_attach ARGS`` with piped output, for a test to signal or watch."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bulk_attach",
+        *map(str, args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        preexec_fn=preexec_fn,
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> CliResult:
+    """Wait for a child (at most ``CLI_TIMEOUT``; a hang kills it and fails the test)."""
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return CliResult(process.returncode, out.decode(), err.decode())
+
+
 @pytest.fixture
 def run_cli(cli_env: dict[str, str], tmp_path: Path) -> RunCli:
     """``await run_cli("run", "pairs.csv", ..., env_extra={...})`` -> CliResult.
@@ -85,26 +119,7 @@ def run_cli(cli_env: dict[str, str], tmp_path: Path) -> RunCli:
         cwd: Path | None = None,
     ) -> CliResult:
         env = {**cli_env, **(env_extra or {})}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bulk_attach",
-            *map(str, args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd or tmp_path,
-        )
-        try:
-            async with asyncio.timeout(CLI_TIMEOUT):
-                out, err = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-        assert process.returncode is not None
-        return CliResult(process.returncode, out.decode(), err.decode())
+        return await finish(await start_cli(*args, env=env, cwd=cwd or tmp_path))
 
     return run
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import CLI_TIMEOUT, CliResult, RunCli, WritePairs
+from conftest import CLI_TIMEOUT, CliResult, RunCli, WritePairs, finish, start_cli
 
 from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
@@ -414,29 +414,7 @@ async def test_the_emulator_command_serves_a_run(
 async def start_run(
     args: Sequence[str | os.PathLike[str]], env: dict[str, str], cwd: Path
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulk_attach",
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-
-
-async def finish(process: asyncio.subprocess.Process) -> CliResult:
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return CliResult(process.returncode, out.decode(), err.decode())
+    return await start_cli(*args, env=env, cwd=cwd)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI_TIMEOUT, CliResult, emulator_settings
+from conftest import emulator_settings, finish
+from conftest import start_cli as start_child
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,25 +108,12 @@ async def start_cli(
         assert file_size_limit is not None
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulk_attach",
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await start_child(
+        *args,
         env={**cli_env, **(env_extra or {})},
         cwd=cwd,
         preexec_fn=limit if file_size_limit is not None else None,
     )
-
-
-async def finish(process: asyncio.subprocess.Process) -> CliResult:
-    async with asyncio.timeout(CLI_TIMEOUT):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return CliResult(process.returncode, out.decode(), err.decode())
 
 
 async def wait_for(predicate: Any, what: str) -> None:

@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import signal
-import sys
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI_TIMEOUT
+from conftest import CLI_TIMEOUT, CliResult, finish, start_cli
 
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import Key, RowResult, Status
@@ -380,46 +379,14 @@ def make_pairs(count: int, vpcs: int = 4) -> list[tuple[str, str, str]]:
     return [(REGION, f"i-s{n:05d}", f"vpc-{n % vpcs}") for n in range(count)]
 
 
-@dataclass
-class Child:
-    returncode: int
-    stderr: str
-
-
 async def start_child(
     emu: RunningEmulator, env: dict[str, str], cwd: Path, *args: str | Path
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulk_attach",
-        "run",
-        *map(str, args),
-        "--endpoint",
-        emu.endpoint,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={
-            **env,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": emu.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emu.access_key_secret,
-        },
-        cwd=cwd,
-    )
-
-
-async def finish(process: asyncio.subprocess.Process) -> Child:
-    assert process.stderr is not None
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            err = await process.stderr.read()
-            code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return Child(code, err.decode())
+    keys = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emu.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emu.access_key_secret,
+    }
+    return await start_cli("run", *args, "--endpoint", emu.endpoint, env={**env, **keys}, cwd=cwd)
 
 
 async def until_requests(emu: RunningEmulator, count: int) -> None:
@@ -433,7 +400,7 @@ def statuses(report: Path) -> Counter[tuple[Status, str]]:
     return Counter((r.status, r.message.split(":")[0]) for r in read_report(report))
 
 
-def assert_complete(report: Path, total: int, code: int, child: Child) -> list[RowResult]:
+def assert_complete(report: Path, total: int, code: int, child: CliResult) -> list[RowResult]:
     assert child.returncode == code, child.stderr
     assert "Traceback" not in child.stderr
     assert "never retrieved" not in child.stderr
@@ -545,6 +512,6 @@ async def test_a_second_sigint_prints_no_traceback(tmp_path: Path, cli_env: dict
         process.send_signal(signal.SIGINT)
         child = await finish(process)
 
-    child = Child(child.returncode, seen.decode() + child.stderr)
+    child = CliResult(child.returncode, child.stdout, seen.decode() + child.stderr)
     records = assert_complete(report, 60, ExitCode.SIGINT, child)
     assert {r.status for r in records} == {Status.SKIPPED}

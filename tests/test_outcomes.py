@@ -41,6 +41,14 @@ def test_status_values_are_the_report_words() -> None:
         "skipped",
         "invalid",
         "duplicate",
+        "detached",
+        "not_linked",
+        "linked",
+        "linked_elsewhere",
+        "would_attach",
+        "would_fail",
+        "would_skip",
+        "undetermined",
     ]
     assert Status("already_linked") is Status.ALREADY_LINKED
 

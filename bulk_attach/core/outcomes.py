@@ -40,8 +40,21 @@ class Status(StrEnum):
     SKIPPED = "skipped"  # not attempted: quota, stop, failure threshold
     INVALID = "invalid"  # rejected input (bad ID, missing value, conflicting rows)
     DUPLICATE = "duplicate"  # the same instance and VPC as an earlier row, which runs
+    # detach (roll back)
+    DETACHED = "detached"  # this run unlinked it
+    NOT_LINKED = "not_linked"  # detach: found not linked, not sent; verify: not linked
+    # verify
+    LINKED = "linked"  # linked to its VPC now, whoever linked it
+    LINKED_ELSEWHERE = "linked_elsewhere"  # linked to another VPC (the message names it)
+    # plan: what run would do, with nothing changed
+    WOULD_ATTACH = "would_attach"
+    WOULD_FAIL = "would_fail"  # ErrorCode: the code the service would answer
+    WOULD_SKIP = "would_skip"  # ErrorCode: QuotaExceeded
+    UNDETERMINED = "undetermined"  # Describe cannot tell the outcomes apart (message names them)
 
 
+# Success for attach (run, retry). Each other command (plan, verify, detach) names its own
+# success set in its action spec; these sets are attach's, the default.
 SUCCEEDED: frozenset[Status] = frozenset({Status.ATTACHED, Status.ALREADY_LINKED})
 # Every status that makes the run's exit code 1.
 NOT_SUCCEEDED: frozenset[Status] = frozenset(Status) - SUCCEEDED

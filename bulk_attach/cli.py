@@ -22,7 +22,7 @@ import typer
 
 from bulk_attach import __version__
 from bulk_attach.api.credentials import CredentialOptions
-from bulk_attach.core.planning import RetrySelection
+from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.errors import BulkAttachError, ExitCode, UsageError
 from bulk_attach.files.paths import run_report_for
 from bulk_attach.settings import (
@@ -35,9 +35,9 @@ from bulk_attach.settings import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_VPC_QUOTA,
     DEFAULT_WAIT_LOCK,
+    AttemptSettings,
     ClientSettings,
     ReportFormat,
-    RetrySettings,
     RunSettings,
     SignatureVersion,
 )
@@ -365,7 +365,7 @@ def _launch(
         concurrency=concurrency,
         rate=_rate(rate),
         vpc_quota=vpc_quota,
-        retry=RetrySettings(max_attempts=max_attempts),
+        attempts=AttemptSettings(max_attempts=max_attempts),
         max_failure_rate=max_failure_rate,
         min_settled=min_settled,
         drain_timeout=drain_timeout,

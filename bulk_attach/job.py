@@ -23,10 +23,10 @@ from bulk_attach.api.credentials import (
     resolve_credentials,
     resolve_region,
 )
+from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.outcomes import Key, RowResult, Status, Summary
-from bulk_attach.core.planning import RetrySelection
 from bulk_attach.core.quotas import QuotaLedger
-from bulk_attach.core.retrying import RetryPolicy
+from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.core.rows import Row
 from bulk_attach.core.threshold import FailureThreshold
 from bulk_attach.engine.attacher import Attacher, utc_now
@@ -35,7 +35,7 @@ from bulk_attach.engine.events import Event, Listener, RowSettled, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import Interrupted, SignalStop, stop_on_signals
-from bulk_attach.engine.sources import RowSource, lanes, planned
+from bulk_attach.engine.sources import RowSource, lanes, remaining
 from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
@@ -51,7 +51,7 @@ from bulk_attach.files.rerun import (
 )
 from bulk_attach.files.resume import (
     Previous,
-    ReportPlan,
+    ReportOpening,
     RoundPin,
     compact_report,
     prepare_report,
@@ -152,7 +152,7 @@ async def _run_locked(
         rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
     if previous is None:
         previous = Previous.SET_ASIDE if settings.fresh else Previous.RESUME
-    plan = prepare_report(
+    opening = prepare_report(
         paths,
         rows.fingerprint,  # exactly the bytes validated and run
         settings.report_format,
@@ -177,10 +177,10 @@ async def _run_locked(
         client = await stack.enter_async_context(EcsClient(client_settings, credentials, gate=gate))
         # Only now does the run really start: the old report is set aside (--fresh), the
         # input pinned. A run refused before this point leaves the old report untouched.
-        moved = plan.begin()
+        moved = opening.begin()
         report = stack.enter_context(
             ReportWriter(
-                paths.report, settings.report_format, rows.extra_columns, append=plan.resuming
+                paths.report, settings.report_format, rows.extra_columns, append=opening.resuming
             )
         )
         journal = stack.enter_context(StartedJournal(paths.started))
@@ -188,7 +188,7 @@ async def _run_locked(
             client,
             gate,
             ledger,
-            RetryPolicy(settings.retry),
+            AttemptPolicy(settings.attempts),
             control,
             emit=emit,
             journal=lambda row: journal.mark(row.line, row.key),
@@ -232,7 +232,7 @@ async def _run_locked(
         )
         with handling:
             try:
-                await pool.run(*(planned(lane, plan.planner, in_doubt) for lane in lanes(rows)))
+                await pool.run(*(remaining(lane, opening.resume, in_doubt) for lane in lanes(rows)))
             except ReportWriteError as error:
                 # Disk full (or the like): every worker was stopped; the rows still in
                 # flight are in the journal and are read back by the next run.
@@ -249,7 +249,7 @@ async def _run_locked(
     return _conclude(
         settings,
         paths,
-        plan,
+        opening,
         _Outcome(
             this_run=this_run,
             control=control,
@@ -280,18 +280,18 @@ class _Outcome:
 
 
 def _conclude(
-    settings: RunSettings, paths: ReportPaths, plan: ReportPlan, outcome: _Outcome
+    settings: RunSettings, paths: ReportPaths, opening: ReportOpening, outcome: _Outcome
 ) -> JobResult:
     """Compact a resumed report, mark a finished one, and write the summary."""
     control, this_run = outcome.control, outcome.this_run
     summary = this_run
     if outcome.write_failure is not None:
         summary = Summary(read_report(paths.report))
-    elif plan.resuming:
+    elif opening.resuming:
         # The report now holds the old rows and this run's: keep the latest of each.
         summary = compact_report(paths, settings.report_format, outcome.extra_columns)
     if control.reason is None:
-        plan.finish()
+        opening.finish()
     code = exit_code_for(summary, control.reason)
     stop_detail = control.detail or None
     if outcome.write_failure is not None:
@@ -310,7 +310,7 @@ def _conclude(
         stop_detail=stop_detail,
         report=str(paths.report),
         input=str(settings.input_path),
-        resumed=plan.resuming,
+        resumed=opening.resuming,
         read_back_in_flight=outcome.in_doubt,
         previous_report=str(outcome.moved) if outcome.moved else None,
     )

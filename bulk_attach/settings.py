@@ -55,7 +55,10 @@ class ClientSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class RetrySettings:
+class AttemptSettings:
+    """How often and how patiently one row's request is tried within a run (not ``retry``,
+    the command that re-runs rows from a report)."""
+
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: float = 0.2  # seconds; doubled each attempt, with full jitter
     max_delay: float = 20.0
@@ -74,7 +77,7 @@ class RunSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     rate: float | None = DEFAULT_RATE  # requests per second per region; None = unlimited
     vpc_quota: int = DEFAULT_VPC_QUOTA
-    retry: RetrySettings = RetrySettings()
+    attempts: AttemptSettings = AttemptSettings()
     max_failure_rate: float | None = None
     min_settled: int = DEFAULT_MIN_SETTLED
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT

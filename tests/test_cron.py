@@ -32,7 +32,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulk_attach.core.outcomes import SUCCEEDED, Status
-from bulk_attach.core.planning import RetrySelection
+from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import RunningEmulator, running_emulator
 from bulk_attach.errors import ExitCode, LockedError

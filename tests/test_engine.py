@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.catalog import LocalCode
 from bulk_attach.core.outcomes import RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
-from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.core.rows import Row
 from bulk_attach.engine.attacher import Attacher
 from bulk_attach.engine.control import RunControl, StopReason
@@ -25,7 +25,7 @@ from bulk_attach.engine.events import Event, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT, Pool
 from bulk_attach.errors import ApiError, EcsError, TransportError
-from bulk_attach.settings import RetrySettings
+from bulk_attach.settings import AttemptSettings
 
 REGION = "cn-hangzhou"
 
@@ -106,7 +106,7 @@ def make(api: FakeApi, *, quota: int = 1000, max_attempts: int = 4):
         api,
         RateGate(None),
         QuotaLedger(quota),
-        RetryPolicy(RetrySettings(max_attempts=max_attempts)),
+        AttemptPolicy(AttemptSettings(max_attempts=max_attempts)),
         control,
         emit=events.append,
         rand=lambda: 0.5,

@@ -21,7 +21,7 @@ from bulk_attach.settings import ClientSettings, RunSettings
 
 def settings(tmp_path: Path, csv_path: Path) -> RunSettings:
     return RunSettings(
-        input_path=csv_path, report_path=tmp_path / "report.csv", rate=None, retry=FAST
+        input_path=csv_path, report_path=tmp_path / "report.csv", rate=None, attempts=FAST
     )
 
 

@@ -32,7 +32,7 @@ from conftest import emulator_settings
 
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import SUCCEEDED, Key, RowResult, Status
-from bulk_attach.core.planning import is_settled
+from bulk_attach.core.resuming import is_settled
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import RunningEmulator, running_emulator
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT
@@ -40,12 +40,12 @@ from bulk_attach.errors import ExitCode
 from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import ReportWriter, read_report
 from bulk_attach.job import JobResult, run_job
-from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
 
 REGION = "cn-hangzhou"
 AK = "LTAIresumetest0000000000"
 SECRET = "resume-test-secret-0123456789ab"
-FAST = RetrySettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
+FAST = AttemptSettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
 READ_BACK = "sent by an interrupted run; confirmed linked by read-back"
 # A child process or a wait may take at most this long; a hang fails the test, not the suite.
 DEADLINE = 60.0
@@ -78,7 +78,7 @@ def world_for(pairs: Iterable[Pair]) -> EcsModel:
 
 
 def settings_for(input_path: Path, report: Path, **changes: Any) -> RunSettings:
-    options: dict[str, Any] = {"rate": None, "retry": FAST, "concurrency": 8, "quiet": True}
+    options: dict[str, Any] = {"rate": None, "attempts": FAST, "concurrency": 8, "quiet": True}
     return RunSettings(input_path=input_path, report_path=report, **{**options, **changes})
 
 

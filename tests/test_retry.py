@@ -24,24 +24,20 @@ from hypothesis import strategies as st
 
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import Key, RowResult, Status
-from bulk_attach.core.planning import (
-    RetrySelection,
-    latest_by_key,
-    merge_reports,
-    select_for_retry,
-)
+from bulk_attach.core.resuming import latest_by_key
+from bulk_attach.core.retrying import RetrySelection, merge_reports, select_for_retry
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT
 from bulk_attach.errors import ExitCode
 from bulk_attach.files.report import ReportReader, ReportWriter, read_report
 from bulk_attach.job import run_job
-from bulk_attach.settings import ClientSettings, ReportFormat, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, ReportFormat, RunSettings
 
 REGION = "cn-hangzhou"
 AK = "LTAIretrytest00000000000"
 SECRET = "retry-test-secret-0123456789abc"
-FAST = RetrySettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
+FAST = AttemptSettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
 
 # The first run's input: (instance, VPC, what happens to it).
 INPUT: tuple[tuple[str, str, str], ...] = (
@@ -126,7 +122,7 @@ async def mixed_report(tmp_path: Path, emu: RunningEmulator, fmt: ReportFormat) 
         report_path=report,
         report_format=fmt,
         rate=None,
-        retry=FAST,
+        attempts=FAST,
         concurrency=1,  # the quota rows settle in input order
         quiet=True,
     )

@@ -30,9 +30,9 @@ from bulk_attach.errors import ExitCode
 from bulk_attach.files.report import COLUMNS, read_report
 from bulk_attach.job import JobResult, run_job
 from bulk_attach.settings import (
+    AttemptSettings,
     ClientSettings,
     ReportFormat,
-    RetrySettings,
     RunSettings,
     SignatureVersion,
 )
@@ -42,7 +42,7 @@ SH = "cn-shanghai"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 UUID_UPPER = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 # Fast retries: the delays are not what these tests are about.
-FAST = RetrySettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
+FAST = AttemptSettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
 
 Pair = tuple[str, str, str]  # (region, instance, vpc)
 
@@ -79,7 +79,7 @@ def settings_for(tmp_path: Path, csv_path: Path, **changes: Any) -> RunSettings:
     defaults: dict[str, Any] = {
         "report_path": tmp_path / f"report.{ReportFormat(fmt).value}",
         "rate": None,
-        "retry": FAST,
+        "attempts": FAST,
     }
     return RunSettings(input_path=csv_path, **{**defaults, **changes})
 
@@ -429,7 +429,7 @@ async def test_a_throttling_storm_ends_with_every_row_attached(tmp_path: Path) -
     emulator = EmulatorSettings(faults=FaultSettings(qps=40, retry_after_ms=50))
     async with running_emulator(world_for(pairs), emulator) as emu:
         # The product's own retry settings: surviving a storm is what they are for.
-        settings = settings_for(tmp_path, csv_path, rate=120.0, retry=RetrySettings())
+        settings = settings_for(tmp_path, csv_path, rate=120.0, attempts=AttemptSettings())
         result = await run(emu, settings)
         snapshot = await state(emu)
 
@@ -480,7 +480,7 @@ async def test_ambiguous_faults_never_cause_a_second_attach(tmp_path: Path) -> N
     )
     async with running_emulator(world_for(pairs), faults) as emu:
         # Enough attempts that 20-30 % faults cannot exhaust a row (0.3**12 per row).
-        settings = settings_for(tmp_path, csv_path, retry=RetrySettings(
+        settings = settings_for(tmp_path, csv_path, attempts=AttemptSettings(
             max_attempts=12, base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005
         ))  # fmt: skip
         result = await run(emu, settings)
@@ -508,7 +508,7 @@ async def test_hung_requests_time_out_and_every_row_still_attaches(tmp_path: Pat
     csv_path = write_csv(tmp_path / "pairs.csv", ["RegionId", "InstanceId", "VpcId"], pairs)
     hangs = EmulatorSettings(seed=3, faults=FaultSettings(hang_rate=0.1, hang_seconds=0.6))
     async with running_emulator(world_for(pairs), hangs) as emu:
-        settings = settings_for(tmp_path, csv_path, retry=RetrySettings(
+        settings = settings_for(tmp_path, csv_path, attempts=AttemptSettings(
             max_attempts=10, base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005
         ))  # fmt: skip
         client = ClientSettings(endpoint=emu.endpoint, read_timeout=0.2)

@@ -25,9 +25,9 @@ from bulk_attach.errors import ConfigError, ExitCode
 from bulk_attach.files.report import read_report
 from bulk_attach.job import run_job
 from bulk_attach.settings import (
+    AttemptSettings,
     ClientSettings,
     ReportFormat,
-    RetrySettings,
     RunSettings,
     SignatureVersion,
 )
@@ -279,7 +279,7 @@ async def test_no_secret_in_debug_logs_in_process(
         report_path=tmp_path / "report.jsonl",
         report_format=ReportFormat.JSONL,
         rate=None,
-        retry=RetrySettings(base_delay=0.001, max_delay=0.01),
+        attempts=AttemptSettings(base_delay=0.001, max_delay=0.01),
     )
     async with running_emulator(world(ROWS), EMULATOR) as emu:
         client = ClientSettings(endpoint=emu.endpoint, signature=signature)

@@ -26,9 +26,9 @@ import pytest
 from conftest import CLI_TIMEOUT, CliResult, finish, start_cli
 
 from bulk_attach.api.credentials import Credentials
+from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
-from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.core.rows import Row
 from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
@@ -43,7 +43,7 @@ from bulk_attach.errors import ApiError, EcsError, ExitCode, TransportError
 from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import read_report, read_started
 from bulk_attach.job import run_job
-from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
 
 REGION = "cn-hangzhou"
 # A test that would hang on the old code fails here instead of stalling the suite.
@@ -130,7 +130,7 @@ def engine(
     rate: float | None,
     *,
     sleep: Any = None,
-    retry: RetrySettings | None = None,
+    retry: AttemptSettings | None = None,
     in_doubt: bool = False,
     concurrency: int = 4,
 ) -> Engine:
@@ -142,7 +142,7 @@ def engine(
         api,
         gate,
         QuotaLedger(1000),
-        RetryPolicy(retry or RetrySettings()),
+        AttemptPolicy(retry or AttemptSettings()),
         control,
         emit=events.append,
         rand=lambda: 1.0,

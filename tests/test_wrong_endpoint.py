@@ -26,11 +26,11 @@ from bulk_attach.errors import ExitCode
 from bulk_attach.files.report import read_report
 from bulk_attach.job import JobResult, run_job
 from bulk_attach.progress import render_summary
-from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
 
 ROWS = 200
 # The default attempts, with short delays: the delays are not what is tested.
-FAST = RetrySettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
+FAST = AttemptSettings(base_delay=0.005, max_delay=0.05, throttle_base_delay=0.005)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -121,7 +121,7 @@ async def run_against(endpoint: str, tmp_path: Path, vpcs: int) -> JobResult:
         encoding="utf-8",
     )
     settings = RunSettings(
-        input_path=pairs, report_path=tmp_path / "report.csv", rate=None, retry=FAST
+        input_path=pairs, report_path=tmp_path / "report.csv", rate=None, attempts=FAST
     )
     client = ClientSettings(endpoint=endpoint, read_timeout=5.0)
     return await run_job(settings, client, Credentials("LTAI5tWrongEndpoint01", "secret-x"))

@@ -1,210 +1,147 @@
-"""Retry decisions and the adaptive slow-down, as pure functions of their inputs.
+"""``retry`` (the command): which rows of a report it sends again, and the merged view.
 
-``RetryPolicy.decide`` maps (attempt, error class, the service's retry-after, a random
-number) to one of four small decisions; the engine does the waiting and the I/O. The
-catalog decides the class; nothing here looks at HTTP statuses.
-
-* throttled: wait, exponentially longer from ``throttle_base_delay`` with full jitter, but
-  never less than the service's ``x-acs-retry-after``;
-* not sent: wait (exponential backoff with full jitter from ``base_delay``) and send again;
-* ambiguous: the call may have run, so never re-send blindly: ``Reconcile`` (read the link
-  back), then ask ``after_reconcile`` whether to send again;
-* permanent: give up; fatal: abort the whole run.
-
-``AdaptiveRate`` is the run-wide slow-down on throttling, after the AWS SDKs' adaptive
-retry mode but simpler (AIMD): each throttle multiplies the allowed rate by ``beta`` (at
-most once per ``cooldown`` seconds, since the requests already in flight come back
-throttled together: one wave is one signal), never below ``floor`` of the configured rate.
-Successes win it back additively, ``recovery`` of the configured rate per second since the
-last throttle or success: only evidence that the service accepts requests again raises the
-rate, and reading the rate never changes it.
+Pure decisions over results already read. ``RetrySelection`` picks, from a report's latest
+results, the rows worth sending again; by default those whose failure may pass (the
+catalog's ``may_pass_later``). ``merge_reports`` folds reports into one row per identity
+with its history. (The in-run policy that tries one request again is ``core/attempts.py``.)
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
-from bulk_attach.core.catalog import ErrorClass
-from bulk_attach.settings import RetrySettings
+from bulk_attach.core.catalog import may_pass_later
+from bulk_attach.core.outcomes import REJECTED, SUCCEEDED, RowResult, Status
+from bulk_attach.core.resuming import latest_by_key
+from bulk_attach.core.rows import Row
 
 __all__ = [
-    "Abort",
-    "AdaptiveRate",
-    "Decision",
-    "GiveUp",
-    "Reconcile",
-    "Retry",
-    "RetryPolicy",
+    "MERGED_COLUMNS",
+    "MergedRow",
+    "RetrySelection",
+    "merge_reports",
+    "row_of",
+    "select_for_retry",
+    "without_merged_columns",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class Retry:
-    """Send again after ``delay`` seconds."""
+class RetrySelection:
+    """Which rows of a report ``retry`` sends again.
 
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    """The call may have run: read the link back before deciding anything else."""
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Settle the row as failed with the error it met."""
-
-
-@dataclass(frozen=True, slots=True)
-class Abort:
-    """The run itself is wrong (credentials, signature): stop everything."""
-
-
-Decision = Retry | Reconcile | GiveUp | Abort
-
-# 2**60 seconds is already far beyond any max_delay; bounding the exponent avoids overflow.
-_MAX_EXPONENT = 60
-
-
-class RetryPolicy:
-    """What to do after a failed attempt. ``attempt`` counts attempts made so far (>= 1)."""
-
-    __slots__ = ("settings",)
-
-    def __init__(self, settings: RetrySettings | None = None) -> None:
-        self.settings = settings or RetrySettings()
-
-    @property
-    def max_attempts(self) -> int:
-        return self.settings.max_attempts
-
-    def backoff(
-        self,
-        attempt: int,
-        error_class: ErrorClass,
-        retry_after: float | None,
-        rand: float,
-    ) -> float:
-        """Seconds to wait before attempt ``attempt + 1``: full jitter over an exponential
-        ceiling, at least ``retry_after`` when the service gave one, at most ``max_delay``."""
-        s = self.settings
-        base = s.throttle_base_delay if error_class is ErrorClass.THROTTLED else s.base_delay
-        exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
-        ceiling = min(s.max_delay, base * (2.0**exponent))
-        delay = min(max(rand, 0.0), 1.0) * ceiling
-        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-            delay = max(delay, retry_after)
-        return max(0.0, min(delay, s.max_delay))
-
-    def decide(
-        self,
-        attempt: int,
-        error_class: ErrorClass,
-        retry_after: float | None,
-        rand: float,
-    ) -> Decision:
-        if error_class is ErrorClass.FATAL:
-            return Abort()
-        if error_class is ErrorClass.PERMANENT:
-            return GiveUp()
-        if error_class is ErrorClass.AMBIGUOUS:
-            # Even on the last attempt: reading back may show the call did run.
-            return Reconcile()
-        if attempt >= self.settings.max_attempts:
-            return GiveUp()
-        return Retry(self.backoff(attempt, error_class, retry_after, rand))
-
-    def after_reconcile(self, attempt: int, rand: float) -> Retry | GiveUp:
-        """The read-back found no link: the ambiguous call did not run, so it may be sent
-        again (with the not-sent backoff) while attempts remain."""
-        if attempt >= self.settings.max_attempts:
-            return GiveUp()
-        return Retry(self.backoff(attempt, ErrorClass.NOT_SENT, None, rand))
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return (
-            f"<RetryPolicy max_attempts={s.max_attempts} base={s.base_delay:g}s "
-            f"throttle_base={s.throttle_base_delay:g}s max_delay={s.max_delay:g}s>"
-        )
-
-
-class AdaptiveRate:
-    """The share of the configured rate a region may use now; times are any monotonic clock.
-
-    Invariant: ``floor * rate <= current_rate(now) <= rate``.
+    Default: rows whose failure may pass later (throttled, ambiguous, not sent, locked
+    instance or bad instance status, QuotaExceeded) and every skipped row. ``all_failed``:
+    every row that did not succeed. ``only``: rows with one of these error codes. Rows
+    rejected as input are never selected: sending them cannot help.
     """
 
-    __slots__ = (
-        "_fraction",
-        "_last_decrease",
-        "_updated",
-        "beta",
-        "cooldown",
-        "floor",
-        "rate",
-        "recovery",
-        "throttles",
+    all_failed: bool = False
+    only: frozenset[str] = frozenset()
+
+    def selects(self, result: RowResult) -> bool:
+        if result.status in SUCCEEDED or result.status in REJECTED:
+            return False
+        if self.only:
+            return result.error_code in self.only
+        if self.all_failed or result.status is Status.SKIPPED:
+            return True
+        return may_pass_later(result.error_code, result.http_status)
+
+    def describe(self) -> str:
+        if self.only:
+            return "rows with error code " + ", ".join(sorted(self.only))
+        if self.all_failed:
+            return "every row that did not succeed"
+        return "rows whose failure may pass (throttled, ambiguous, locked, skipped, quota)"
+
+
+def select_for_retry(
+    results: Iterable[RowResult], selection: RetrySelection | None = None
+) -> Iterator[RowResult]:
+    """The latest result of each identity that ``selection`` picks, in first-seen order."""
+    chosen = selection or RetrySelection()
+    for result in latest_by_key(results).values():
+        if chosen.selects(result):
+            yield result
+
+
+def row_of(result: RowResult) -> Row:
+    """The input row a result stands for (same line, identity and extras)."""
+    return Row(
+        line=result.line,
+        region_id=result.region_id,
+        instance_id=result.instance_id,
+        vpc_id=result.vpc_id,
+        extra=result.extra,
     )
 
-    def __init__(
-        self,
-        rate: float,
-        *,
-        beta: float = 0.7,
-        floor: float = 0.05,
-        recovery: float = 0.05,
-        cooldown: float = 0.5,
-    ) -> None:
-        if rate <= 0 or not math.isfinite(rate):
-            raise ValueError("rate must be a positive number")
-        if not 0 < beta < 1:
-            raise ValueError("beta must be between 0 and 1")
-        if not 0 < floor <= 1:
-            raise ValueError("floor must be in (0, 1]")
-        if recovery < 0 or cooldown < 0:
-            raise ValueError("recovery and cooldown must not be negative")
-        self.rate = rate
-        self.beta = beta
-        self.floor = floor
-        self.recovery = recovery  # fraction of the configured rate regained per second
-        self.cooldown = cooldown
-        self._fraction = 1.0
-        self._updated: float | None = None  # when _fraction was last brought up to date
-        self._last_decrease: float | None = None
-        self.throttles = 0  # decreases applied
+
+@dataclass(frozen=True, slots=True)
+class MergedRow:
+    """One identity across several reports: its latest outcome and every earlier one."""
+
+    latest: RowResult
+    history: tuple[RowResult, ...]  # oldest first, the latest included
 
     @property
-    def fraction(self) -> float:
-        """The share of the configured rate allowed now, in ``[floor, 1]``."""
-        return self._fraction
+    def total_attempts(self) -> int:
+        return sum(_carried(r, "TotalAttempts", str(r.attempts), int) for r in self.history)
 
-    def current_rate(self, now: float) -> float:
-        """Requests per second allowed at ``now`` (read-only: does not change the state;
-        ``now`` is taken so a time-based model can replace this one without API change)."""
-        return self.rate * self._fraction
+    def history_text(self) -> str:
+        """``failed(Throttling) -> attached``: each outcome, with its code when it had one.
 
-    def on_throttle(self, now: float) -> bool:
-        """The service throttled a request; True when this slowed the rate down (the first
-        throttle of a wave), False when it fell within the cooldown of the last one."""
-        if self._last_decrease is not None and 0 <= now - self._last_decrease < self.cooldown:
-            return False
-        self._fraction = max(self.floor, self._fraction * self.beta)
-        self._updated = now
-        self._last_decrease = now
-        self.throttles += 1
-        return True
-
-    def on_success(self, now: float) -> None:
-        """A request succeeded: regain rate for the time since the last update."""
-        if self._fraction < 1.0:
-            elapsed = 0.0 if self._updated is None else max(0.0, now - self._updated)
-            self._fraction = min(1.0, self._fraction + self.recovery * elapsed)
-            self._updated = now
-
-    def __repr__(self) -> str:
-        return (
-            f"<AdaptiveRate {self.rate * self._fraction:.2f}/{self.rate:g} per s "
-            f"({self._fraction:.0%}), throttles={self.throttles}>"
+        A row of an earlier merged view brings its own history along, so retrying a merged
+        view continues the chain instead of restarting it.
+        """
+        return " -> ".join(
+            _carried(r, "History", f"{r.status}({r.error_code})" if r.error_code else r.status, str)
+            for r in self.history
         )
+
+    def as_result(self) -> RowResult:
+        """The latest result with ``History`` and ``TotalAttempts`` as its last extras."""
+        extra = (
+            *without_merged_columns(self.latest.extra),
+            ("History", self.history_text()),
+            ("TotalAttempts", str(self.total_attempts)),
+        )
+        return self.latest.replace(extra=extra)
+
+
+_T = TypeVar("_T")
+
+# The columns a merged view adds; rows read back from one carry them as extras.
+MERGED_COLUMNS = ("History", "TotalAttempts")
+
+
+def without_merged_columns(extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in extra if name not in MERGED_COLUMNS)
+
+
+def _carried(result: RowResult, column: str, own: str, convert: Callable[[str], _T]) -> _T:
+    """A merged-view column the row carries from an earlier merge, else its own value."""
+    for name, value in result.extra:
+        if name == column:
+            try:
+                return convert(value)
+            except ValueError:
+                break
+    return convert(own)
+
+
+def merge_reports(*reports: Iterable[RowResult]) -> list[MergedRow]:
+    """Merge reports given oldest first: one ``MergedRow`` per identity (first-seen order);
+    rejected input rows appear once per (line, status)."""
+    histories: dict[object, list[RowResult]] = {}
+    for report in reports:
+        for result in report:
+            group: object = (
+                ("rejected", result.line, result.status)
+                if result.status in REJECTED
+                else result.key
+            )
+            histories.setdefault(group, []).append(result)
+    return [MergedRow(latest=h[-1], history=tuple(h)) for h in histories.values()]

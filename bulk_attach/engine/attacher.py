@@ -2,7 +2,7 @@
 
 One screen of logic: read the VPC's links once, skip what is already linked, reserve quota,
 attach, classify the answer, then retry, read back, or settle. Decisions come from the pure
-``RetryPolicy``; this module only sequences the I/O they ask for.
+``AttemptPolicy``; this module only sequences the I/O they ask for.
 
 Safety rules it keeps:
 
@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from bulk_attach.core.attempts import AttemptPolicy, GiveUp, Reconcile, TryAgain
 from bulk_attach.core.catalog import ErrorClass, LocalCode
 from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
-from bulk_attach.core.retrying import GiveUp, Reconcile, Retry, RetryPolicy
 from bulk_attach.core.rows import Row
 from bulk_attach.engine.control import (
     INTERRUPTED_IN_FLIGHT,
@@ -100,7 +100,7 @@ class Attacher:
         api: AttachApi,
         gate: RateGate,
         ledger: QuotaLedger,
-        policy: RetryPolicy,
+        policy: AttemptPolicy,
         control: RunControl,
         *,
         emit: Listener,
@@ -214,7 +214,7 @@ class Attacher:
                             settled = outcome.status is Status.ATTACHED
                             return outcome
                         decision = self._policy.after_reconcile(attempt, self._rand())
-                    if isinstance(decision, Retry):
+                    if isinstance(decision, TryAgain):
                         self._note_retry(row, error, decision.delay, attempt)
                         await self._sleep(decision.delay)
                         continue

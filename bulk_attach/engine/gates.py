@@ -40,7 +40,7 @@ from contextvars import ContextVar
 
 from aiolimiter import AsyncLimiter
 
-from bulk_attach.core.retrying import AdaptiveRate
+from bulk_attach.core.attempts import AdaptiveRate
 from bulk_attach.engine.control import RunControl, SendingClosed
 
 __all__ = ["RateGate", "RegionGate", "bucket_for"]

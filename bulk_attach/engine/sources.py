@@ -2,7 +2,7 @@
 
 A source is re-iterable (an input file is streamed again on each pass; the rows ``retry``
 picked are a tuple). ``lanes`` gives each region its own stream, so a region-sorted input
-still runs its regions side by side; ``planned`` drops what a previous run settled.
+still runs its regions side by side; ``remaining`` drops what a previous run settled.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from bulk_attach.core.outcomes import Key, RowResult
-from bulk_attach.core.planning import ResumePlanner, Step
+from bulk_attach.core.resuming import ResumeState, Step
 from bulk_attach.core.rows import Row
 
 if TYPE_CHECKING:  # a value type only: the engine reads no files
     from bulk_attach.files.csv_input import InputFingerprint
 
-__all__ = ["RowSource", "lanes", "planned"]
+__all__ = ["RowSource", "lanes", "remaining"]
 
 Item = Row | RowResult
 
@@ -57,19 +57,19 @@ def lanes(source: RowSource) -> list[Iterable[Item]]:
     return [lane(region, index == 0) for index, region in enumerate(regions)]
 
 
-def planned(
-    items: Iterable[Item], planner: ResumePlanner | None, in_doubt: set[Key]
+def remaining(
+    items: Iterable[Item], resume: ResumeState | None, in_doubt: set[Key]
 ) -> Iterator[Item]:
     """Drop what a previous run already settled; add to ``in_doubt`` the rows it left in
     flight (sent, never settled), which the attacher must read back."""
     for item in items:
-        if planner is None:
+        if resume is None:
             yield item
         elif isinstance(item, RowResult):
-            if not planner.already_reported(item):
+            if not resume.already_reported(item):
                 yield item
         else:
-            step = planner.step(item.key)
+            step = resume.step(item.key)
             if step is Step.SETTLED:
                 continue
             if step is Step.RECONCILE:

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bulk_attach.core.outcomes import REJECTED, SUCCEEDED, RowResult
-from bulk_attach.core.planning import (
+from bulk_attach.core.resuming import latest_by_key
+from bulk_attach.core.retrying import (
     MERGED_COLUMNS,
     RetrySelection,
-    latest_by_key,
     merge_reports,
     row_of,
     without_merged_columns,

@@ -2,11 +2,11 @@
 
 The report is the record of a run. Running the same command again finds it, checks that
 it belongs to the same input (path, size, sha256 pinned in ``<report>.meta.json``), and
-plans from it: settled rows are kept, rows started but never settled are read back first,
+decides from it: settled rows are kept, rows started but never settled are read back first,
 the rest run. At the end, ``compact_report`` rewrites a resumed report so it again holds
 exactly one row per input row (the latest outcome of each), in input order.
 
-Planning (``prepare_report``) only reads; ``ReportPlan.begin`` makes the changes (sets the
+Deciding (``prepare_report``) only reads; ``ReportOpening.begin`` makes the changes (sets the
 old report aside, starts a fresh journal, pins the input) once the run really starts, so
 a run that fails before it sends anything leaves the old report where it was.
 """
@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from bulk_attach.core.outcomes import REJECTED, RowResult, Summary
-from bulk_attach.core.planning import ResumePlanner
+from bulk_attach.core.resuming import ResumeState
 from bulk_attach.errors import UsageError
 from bulk_attach.files.csv_input import InputFingerprint
 from bulk_attach.files.paths import ReportPaths
@@ -37,7 +37,7 @@ from bulk_attach.files.report import (
 )
 from bulk_attach.settings import ReportFormat
 
-__all__ = ["Previous", "ReportPlan", "RoundPin", "compact_report", "prepare_report"]
+__all__ = ["Previous", "ReportOpening", "RoundPin", "compact_report", "prepare_report"]
 
 
 class Previous(StrEnum):
@@ -58,17 +58,17 @@ class RoundPin:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportPlan:
+class ReportOpening:
     """How this run treats its report; ``begin`` and ``finish`` write what it decided."""
 
     paths: ReportPaths
-    planner: ResumePlanner | None  # None: a fresh report
+    resume: ResumeState | None  # None: a fresh report
     meta: ReportMeta  # written by ``begin``
     set_aside_old: bool  # ``begin`` moves the old report away first
 
     @property
     def resuming(self) -> bool:
-        return self.planner is not None
+        return self.resume is not None
 
     def begin(self) -> Path | None:
         """The run really starts: set the old report aside (returns where it went), start a
@@ -76,7 +76,7 @@ class ReportPlan:
         moved = None
         if self.set_aside_old:
             moved = set_aside(self.paths, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-        if self.planner is None:
+        if self.resume is None:
             with contextlib.suppress(FileNotFoundError):
                 self.paths.started.unlink()
         write_meta(self.paths.report, self.meta)
@@ -99,12 +99,12 @@ def prepare_report(
     previous: Previous = Previous.RESUME,
     command: str = "run",
     round_pin: RoundPin | None = None,
-) -> ReportPlan:
+) -> ReportOpening:
     """Decide fresh or resume and refuse a changed input; reads only (see ``begin``)."""
     report_path = paths.report
     if report_path.resolve() == Path(pinned.path).resolve():
         raise UsageError(f"{report_path}: the report would overwrite its own input")
-    planner: ResumePlanner | None = None
+    resume: ResumeState | None = None
     exists = _has_report(report_path)
     if exists and previous is not Previous.SET_ASIDE:
         meta = read_meta(report_path)
@@ -125,7 +125,7 @@ def prepare_report(
                     f"{report_path} is a {meta.report_format} report; resume with "
                     f"--format {meta.report_format}, or --fresh"
                 )
-            planner = ResumePlanner(read_report(report_path), read_started(paths.started))
+            resume = ResumeState(read_report(report_path), read_started(paths.started))
     meta = ReportMeta(
         input_path=str(pinned.path),
         input_size=pinned.size,
@@ -143,9 +143,9 @@ def prepare_report(
             round=round_pin.round,
             selection=round_pin.selection,
         )
-    return ReportPlan(
+    return ReportOpening(
         paths=paths,
-        planner=planner,
+        resume=resume,
         meta=meta,
         set_aside_old=previous is Previous.SET_ASIDE,
     )

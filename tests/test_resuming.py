@@ -6,15 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulk_attach.core.outcomes import Key, RowResult, Status
-from bulk_attach.core.planning import (
+from bulk_attach.core.resuming import ResumeState, Step, is_settled, latest_by_key, resume_steps
+from bulk_attach.core.retrying import (
     MergedRow,
-    ResumePlanner,
     RetrySelection,
-    Step,
-    is_settled,
-    latest_by_key,
     merge_reports,
-    plan_resume,
     row_of,
     select_for_retry,
 )
@@ -64,7 +60,7 @@ def test_resume_steps_by_identity_not_position() -> None:
     ]
     started = {key("i-d4"), key("i-a1")}
     keys = [key("i-c3"), key("i-a1"), key("i-b2"), key("i-d4"), key("i-e5"), key("i-a1", "vpc-b")]
-    assert plan_resume(keys, previous, started) == [
+    assert resume_steps(keys, previous, started) == [
         Step.SETTLED,
         Step.SETTLED,
         Step.RUN,
@@ -76,20 +72,20 @@ def test_resume_steps_by_identity_not_position() -> None:
 
 def test_latest_result_per_identity_wins() -> None:
     previous = [res("i-a1", Status.SKIPPED), res("i-a1", Status.ATTACHED)]
-    assert ResumePlanner(previous).step(key("i-a1")) is Step.SETTLED
+    assert ResumeState(previous).step(key("i-a1")) is Step.SETTLED
     previous = [res("i-a1", Status.ATTACHED), res("i-a1", Status.SKIPPED)]
-    assert ResumePlanner(previous).step(key("i-a1")) is Step.RUN
+    assert ResumeState(previous).step(key("i-a1")) is Step.RUN
     assert list(latest_by_key(previous).values()) == [previous[1]]
 
 
 def test_rejected_rows_are_remembered_by_line_not_identity() -> None:
     dup = res("i-a1", Status.DUPLICATE, "Input.Duplicate", line=5)
-    planner = ResumePlanner([res("i-a1", Status.SKIPPED, line=2), dup])
+    state = ResumeState([res("i-a1", Status.SKIPPED, line=2), dup])
     # The duplicate's identity is the first row's: it must not settle (or hide) it.
-    assert planner.step(key("i-a1")) is Step.RUN
-    assert planner.already_reported(dup)
-    assert not planner.already_reported(dup.replace(line=6))
-    assert "1 rejected lines" in repr(planner)
+    assert state.step(key("i-a1")) is Step.RUN
+    assert state.already_reported(dup)
+    assert not state.already_reported(dup.replace(line=6))
+    assert "1 rejected lines" in repr(state)
 
 
 def test_retry_default_selection() -> None:
@@ -183,7 +179,7 @@ started_keys = st.sets(st.builds(key, instances, vpcs), max_size=10)
 def test_planning_never_selects_a_settled_row(
     keys: list[Key], previous: list[RowResult], started: set[Key]
 ) -> None:
-    steps = plan_resume(keys, previous, started)
+    steps = resume_steps(keys, previous, started)
     latest = latest_by_key(previous)
     for k, step in zip(keys, steps, strict=True):
         settled = k in latest and is_settled(latest[k])
@@ -197,18 +193,18 @@ def test_planning_never_selects_a_settled_row(
 def test_planning_is_idempotent(
     keys: list[Key], previous: list[RowResult], started: set[Key]
 ) -> None:
-    steps = plan_resume(keys, previous, started)
-    assert plan_resume(keys, previous, started) == steps
+    steps = resume_steps(keys, previous, started)
+    assert resume_steps(keys, previous, started) == steps
     # Re-planning by position-independent identity: shuffling input order maps steps along.
     reordered = list(reversed(keys))
-    assert plan_resume(reordered, previous, started) == list(reversed(steps))
+    assert resume_steps(reordered, previous, started) == list(reversed(steps))
     # A resume that settles every row it ran leaves nothing to run the next time.
     settled_now = [
         res(k[1], Status.ATTACHED, vpc=k[2])
         for k, s in zip(keys, steps, strict=True)
         if s is not Step.SETTLED
     ]
-    again = plan_resume(keys, previous + settled_now, started)
+    again = resume_steps(keys, previous + settled_now, started)
     assert all(step is Step.SETTLED for step in again)
 
 

@@ -1,4 +1,4 @@
-"""Retry decisions per error class, backoff bounds, and the adaptive rate."""
+"""Attempt decisions per error class, backoff bounds, and the adaptive rate."""
 
 from __future__ import annotations
 
@@ -8,27 +8,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulk_attach.core.catalog import ErrorClass
-from bulk_attach.core.retrying import (
+from bulk_attach.core.attempts import (
     Abort,
     AdaptiveRate,
+    AttemptPolicy,
     GiveUp,
     Reconcile,
-    Retry,
-    RetryPolicy,
+    TryAgain,
 )
-from bulk_attach.settings import RetrySettings
+from bulk_attach.core.catalog import ErrorClass
+from bulk_attach.settings import AttemptSettings
 
-SETTINGS = RetrySettings(max_attempts=5, base_delay=0.2, max_delay=20.0, throttle_base_delay=0.5)
-POLICY = RetryPolicy(SETTINGS)
+SETTINGS = AttemptSettings(max_attempts=5, base_delay=0.2, max_delay=20.0, throttle_base_delay=0.5)
+POLICY = AttemptPolicy(SETTINGS)
 
 
 def test_each_class_gets_its_decision() -> None:
     assert POLICY.decide(1, ErrorClass.FATAL, None, 0.5) == Abort()
     assert POLICY.decide(1, ErrorClass.PERMANENT, None, 0.5) == GiveUp()
     assert POLICY.decide(1, ErrorClass.AMBIGUOUS, None, 0.5) == Reconcile()
-    assert isinstance(POLICY.decide(1, ErrorClass.THROTTLED, None, 0.5), Retry)
-    assert isinstance(POLICY.decide(1, ErrorClass.NOT_SENT, None, 0.5), Retry)
+    assert isinstance(POLICY.decide(1, ErrorClass.THROTTLED, None, 0.5), TryAgain)
+    assert isinstance(POLICY.decide(1, ErrorClass.NOT_SENT, None, 0.5), TryAgain)
 
 
 def test_attempts_run_out() -> None:
@@ -42,7 +42,7 @@ def test_attempts_run_out() -> None:
 
 def test_after_reconcile_retries_while_attempts_remain() -> None:
     decision = POLICY.after_reconcile(1, 1.0)
-    assert isinstance(decision, Retry)
+    assert isinstance(decision, TryAgain)
     assert decision.delay == pytest.approx(0.2)
     assert POLICY.after_reconcile(5, 0.5) == GiveUp()
 
@@ -59,7 +59,7 @@ def test_exponential_ceiling_with_full_jitter() -> None:
 
 def test_retry_after_is_a_floor() -> None:
     decision = POLICY.decide(1, ErrorClass.THROTTLED, 3.0, 0.0)
-    assert decision == Retry(3.0)
+    assert decision == TryAgain(3.0)
     # ... but never beyond max_delay.
     assert POLICY.backoff(1, ErrorClass.THROTTLED, 600.0, 0.0) == 20.0
     # A nonsense retry-after is ignored.
@@ -68,8 +68,8 @@ def test_retry_after_is_a_floor() -> None:
 
 
 def test_default_settings_and_repr() -> None:
-    policy = RetryPolicy()
-    assert policy.max_attempts == RetrySettings().max_attempts
+    policy = AttemptPolicy()
+    assert policy.max_attempts == AttemptSettings().max_attempts
     assert "max_attempts=" in repr(policy)
 
 
@@ -88,7 +88,7 @@ def test_backoff_stays_within_bounds(
     rand: float,
     max_delay: float,
 ) -> None:
-    policy = RetryPolicy(RetrySettings(max_attempts=10**6, max_delay=max_delay))
+    policy = AttemptPolicy(AttemptSettings(max_attempts=10**6, max_delay=max_delay))
     delay = policy.backoff(attempt, error_class, retry_after, rand)
     assert 0.0 <= delay <= max_delay
     if retry_after is not None and retry_after <= max_delay:
@@ -97,7 +97,7 @@ def test_backoff_stays_within_bounds(
     if error_class is ErrorClass.AMBIGUOUS:
         assert decision == Reconcile()
     else:
-        assert decision == Retry(delay)
+        assert decision == TryAgain(delay)
 
 
 # --- the adaptive rate ------------------------------------------------------------------

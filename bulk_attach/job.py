@@ -29,13 +29,13 @@ from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.core.rows import Row
 from bulk_attach.core.threshold import FailureThreshold
-from bulk_attach.engine.attacher import Attacher, utc_now
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Event, Listener, RowSettled, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import Interrupted, SignalStop, stop_on_signals
 from bulk_attach.engine.sources import RowSource, lanes, remaining
+from bulk_attach.engine.worker import Worker, utc_now
 from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
@@ -184,7 +184,7 @@ async def _run_locked(
             )
         )
         journal = stack.enter_context(StartedJournal(paths.started))
-        attacher = Attacher(
+        worker = Worker(
             client,
             gate,
             ledger,
@@ -213,15 +213,15 @@ async def _run_locked(
                 emit(RunStopping(control.skip_message()))
 
         def skip(row: Row, message: str) -> RowResult:
-            return attacher.skipped(row, message, started=utc_now())
+            return worker.skipped(row, message, started=utc_now())
 
         pool = Pool(
-            settle=attacher.settle,
+            settle=worker.settle,
             record=record,
             skip=skip,
             control=control,
             concurrency=settings.concurrency,
-            in_doubt=attacher.may_have_sent,
+            in_doubt=worker.may_have_sent,
         )
         handling: AbstractContextManager[None] = (
             signals.draining(pool, emit)

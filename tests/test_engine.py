@@ -1,4 +1,4 @@
-"""The engine (attacher + pool) against a fake API: decisions, quota, read-back, stopping.
+"""The engine (worker + pool) against a fake API: decisions, quota, read-back, stopping.
 
 The fake keeps link state like the service and can be scripted per call, so each safety
 rule is checked without HTTP; the end-to-end tests repeat the important ones against the
@@ -19,11 +19,11 @@ from bulk_attach.core.catalog import LocalCode
 from bulk_attach.core.outcomes import RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.attacher import Attacher
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Event, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import INTERRUPTED_IN_FLIGHT, Pool
+from bulk_attach.engine.worker import Worker
 from bulk_attach.errors import ApiError, EcsError, TransportError
 from bulk_attach.settings import AttemptSettings
 
@@ -102,7 +102,7 @@ async def no_sleep(_: float) -> None:
 def make(api: FakeApi, *, quota: int = 1000, max_attempts: int = 4):
     control = RunControl()
     events: list[Event] = []
-    attacher = Attacher(
+    worker = Worker(
         api,
         RateGate(None),
         QuotaLedger(quota),
@@ -112,15 +112,15 @@ def make(api: FakeApi, *, quota: int = 1000, max_attempts: int = 4):
         rand=lambda: 0.5,
         sleep=no_sleep,
     )
-    return attacher, control, events
+    return worker, control, events
 
 
-async def run_all(attacher: Attacher, control: RunControl, items, concurrency: int = 4):
+async def run_all(worker: Worker, control: RunControl, items, concurrency: int = 4):
     results: list[RowResult] = []
     pool = Pool(
-        settle=attacher.settle,
+        settle=worker.settle,
         record=results.append,
-        skip=attacher.skipped,
+        skip=worker.skipped,
         control=control,
         concurrency=concurrency,
     )
@@ -130,8 +130,8 @@ async def run_all(attacher: Attacher, control: RunControl, items, concurrency: i
 
 async def test_every_row_attached_once_and_concurrency_is_bounded() -> None:
     api = FakeApi()
-    attacher, control, _ = make(api)
-    results = await run_all(attacher, control, rows(50), concurrency=5)
+    worker, control, _ = make(api)
+    results = await run_all(worker, control, rows(50), concurrency=5)
     assert sorted(r.line for r in results) == [r.line for r in rows(50)]
     assert {r.status for r in results} == {Status.ATTACHED}
     assert all(r.request_id.startswith("RID-") for r in results)
@@ -141,8 +141,8 @@ async def test_every_row_attached_once_and_concurrency_is_bounded() -> None:
 
 async def test_quota_boundary_998_links_and_5_rows_gives_2_attached_3_skipped() -> None:
     api = FakeApi({f"i-old{k}": "vpc-a" for k in range(998)})
-    attacher, control, _ = make(api)
-    results = await run_all(attacher, control, rows(5))
+    worker, control, _ = make(api)
+    results = await run_all(worker, control, rows(5))
     by_status = Counter(r.status for r in results)
     assert by_status == {Status.ATTACHED: 2, Status.SKIPPED: 3}
     skipped = [r for r in results if r.status is Status.SKIPPED]
@@ -153,8 +153,8 @@ async def test_quota_boundary_998_links_and_5_rows_gives_2_attached_3_skipped() 
 
 async def test_already_linked_rows_are_not_sent() -> None:
     api = FakeApi({"i-0001": "vpc-a"})
-    attacher, control, _ = make(api)
-    results = {r.instance_id: r for r in await run_all(attacher, control, rows(3))}
+    worker, control, _ = make(api)
+    results = {r.instance_id: r for r in await run_all(worker, control, rows(3))}
     assert results["i-0001"].status is Status.ALREADY_LINKED
     assert "i-0001" not in api.attach_calls
     assert results["i-0000"].status is Status.ATTACHED
@@ -164,8 +164,8 @@ async def test_commit_then_5xx_is_read_back_and_never_resent() -> None:
     api = FakeApi()
     api.faults["i-0000"] = [("commit", ApiError("InternalError", "boom", http_status=500))]
     api.faults["i-0001"] = [("commit", TransportError(LocalCode.CONNECTION_LOST, "dropped"))]
-    attacher, control, _ = make(api)
-    results = {r.instance_id: r for r in await run_all(attacher, control, rows(2))}
+    worker, control, _ = make(api)
+    results = {r.instance_id: r for r in await run_all(worker, control, rows(2))}
     for instance in ("i-0000", "i-0001"):
         assert results[instance].status is Status.ATTACHED
         assert "read-back" in results[instance].message
@@ -175,8 +175,8 @@ async def test_commit_then_5xx_is_read_back_and_never_resent() -> None:
 async def test_ambiguous_without_commit_is_retried_after_read_back() -> None:
     api = FakeApi()
     api.faults["i-0000"] = [ApiError("ServiceUnavailable", "busy", http_status=503)]
-    attacher, control, _ = make(api)
-    (result,) = await run_all(attacher, control, rows(1))
+    worker, control, _ = make(api)
+    (result,) = await run_all(worker, control, rows(1))
     assert result.status is Status.ATTACHED
     assert result.attempts == 2
     assert api.attach_calls["i-0000"] == 2
@@ -185,8 +185,8 @@ async def test_ambiguous_without_commit_is_retried_after_read_back() -> None:
 async def test_throttling_is_retried_and_permanent_errors_settle_with_their_code() -> None:
     api = FakeApi({"i-0001": "vpc-b"})
     api.faults["i-0000"] = [ApiError("Throttling.User", "slow down", http_status=400)] * 2
-    attacher, control, _events = make(api)
-    results = {r.instance_id: r for r in await run_all(attacher, control, rows(2))}
+    worker, control, _events = make(api)
+    results = {r.instance_id: r for r in await run_all(worker, control, rows(2))}
     assert results["i-0000"].status is Status.ATTACHED
     assert results["i-0000"].attempts == 3
     assert results["i-0001"].status is Status.FAILED
@@ -198,8 +198,8 @@ async def test_throttling_is_retried_and_permanent_errors_settle_with_their_code
 async def test_retries_stop_at_max_attempts() -> None:
     api = FakeApi()
     api.faults["i-0000"] = [ApiError("Throttling", "slow", http_status=400)] * 10
-    attacher, control, _ = make(api, max_attempts=3)
-    (result,) = await run_all(attacher, control, rows(1))
+    worker, control, _ = make(api, max_attempts=3)
+    (result,) = await run_all(worker, control, rows(1))
     assert result.status is Status.FAILED
     assert result.error_code == "Throttling"
     assert api.attach_calls["i-0000"] == 3
@@ -208,8 +208,8 @@ async def test_retries_stop_at_max_attempts() -> None:
 async def test_fatal_error_stops_the_run_and_skips_the_rest() -> None:
     api = FakeApi()
     api.faults["i-0000"] = [ApiError("SignatureDoesNotMatch", "bad", http_status=400)]
-    attacher, control, _ = make(api)
-    results = await run_all(attacher, control, rows(40), concurrency=1)
+    worker, control, _ = make(api)
+    results = await run_all(worker, control, rows(40), concurrency=1)
     assert control.reason is StopReason.FATAL
     assert len(results) == 40
     statuses = Counter(r.status for r in results)
@@ -220,8 +220,8 @@ async def test_fatal_error_stops_the_run_and_skips_the_rest() -> None:
 
 async def test_api_quota_exceeded_closes_the_vpc() -> None:
     api = FakeApi(quota=3)  # the service's quota is lower than the ledger believes
-    attacher, control, _ = make(api, quota=1000)
-    results = await run_all(attacher, control, rows(10), concurrency=1)
+    worker, control, _ = make(api, quota=1000)
+    results = await run_all(worker, control, rows(10), concurrency=1)
     statuses = Counter(r.status for r in results)
     assert statuses[Status.ATTACHED] == 3
     assert statuses[Status.FAILED] == 1  # the one the service refused
@@ -231,7 +231,7 @@ async def test_api_quota_exceeded_closes_the_vpc() -> None:
 
 async def test_rejected_rows_pass_through_and_hard_stop_records_every_row() -> None:
     api = FakeApi()
-    attacher, control, _ = make(api)
+    worker, control, _ = make(api)
     gate = asyncio.Event()
     all_busy = asyncio.Event()
     started = 0
@@ -248,7 +248,7 @@ async def test_rejected_rows_pass_through_and_hard_stop_records_every_row() -> N
     pool = Pool(
         settle=stuck,
         record=results.append,
-        skip=attacher.skipped,
+        skip=worker.skipped,
         control=control,
         concurrency=3,
     )
@@ -285,7 +285,7 @@ async def test_a_bug_in_a_worker_is_raised_not_swallowed() -> None:
 
 async def test_lanes_run_side_by_side_and_record_every_item_once() -> None:
     api = FakeApi()
-    attacher, control, _ = make(api)
+    worker, control, _ = make(api)
     started: list[str] = []
     release = asyncio.Event()
 
@@ -294,13 +294,13 @@ async def test_lanes_run_side_by_side_and_record_every_item_once() -> None:
         if len(set(started)) == 2:
             release.set()  # both lanes have a row in flight at once
         await release.wait()
-        return await attacher.settle(row)
+        return await worker.settle(row)
 
     results: list[RowResult] = []
     pool = Pool(
         settle=settle,
         record=results.append,
-        skip=attacher.skipped,
+        skip=worker.skipped,
         control=control,
         concurrency=1,
     )
@@ -334,8 +334,8 @@ class UnreachableApi(FakeApi):
 
 async def test_an_endpoint_never_reached_stops_the_run_as_a_configuration_error() -> None:
     api = UnreachableApi()
-    attacher, control, _ = make(api)
-    results = await run_all(attacher, control, rows(30), concurrency=2)
+    worker, control, _ = make(api)
+    results = await run_all(worker, control, rows(30), concurrency=2)
     assert control.reason is StopReason.FATAL
     assert "never reached" in control.detail
     assert len(results) == 30
@@ -345,9 +345,9 @@ async def test_an_endpoint_never_reached_stops_the_run_as_a_configuration_error(
 
 async def test_connection_failures_after_the_service_answered_fail_rows_not_the_run() -> None:
     api = UnreachableApi(answers=1)  # vpc-a is read; vpc-b never can be
-    attacher, control, _ = make(api)
+    worker, control, _ = make(api)
     items = [*rows(3, vpc="vpc-a"), *rows(3, vpc="vpc-b", start=10)]
-    results = {r.instance_id: r for r in await run_all(attacher, control, items, concurrency=1)}
+    results = {r.instance_id: r for r in await run_all(worker, control, items, concurrency=1)}
     assert control.reason is None
     assert {results[f"i-{k:04d}"].status for k in range(3)} == {Status.ATTACHED}
     assert {results[f"i-{k:04d}"].error_code for k in range(10, 13)} == {LocalCode.CONNECT_FAILED}
@@ -417,8 +417,8 @@ async def test_answers_that_are_not_the_api_stop_the_run_within_a_few_requests(
     error: TransportError, vpcs: int
 ) -> None:
     api = StrangerApi(error)
-    attacher, control, events = make(api, max_attempts=6)
-    results = await run_all(attacher, control, spread(200, vpcs), concurrency=16)
+    worker, control, events = make(api, max_attempts=6)
+    results = await run_all(worker, control, spread(200, vpcs), concurrency=16)
     assert control.reason is StopReason.FATAL
     assert ENDPOINT in control.detail
     assert "not the API" in control.detail
@@ -443,8 +443,8 @@ async def test_an_endpoint_that_never_answers_stops_the_run(code: LocalCode, vpc
     """A server that closes every connection (or never answers) gets no answer counted
     for the API; the run stops after a bounded number of calls, not 6 per row."""
     api = StrangerApi(TransportError(code, f"connection to {ENDPOINT} lost"))
-    attacher, control, _ = make(api, max_attempts=6)
-    results = await run_all(attacher, control, spread(200, vpcs), concurrency=16)
+    worker, control, _ = make(api, max_attempts=6)
+    results = await run_all(worker, control, spread(200, vpcs), concurrency=16)
     assert control.reason is StopReason.FATAL
     assert "never reached" in control.detail
     assert ENDPOINT in control.detail
@@ -455,9 +455,9 @@ async def test_an_endpoint_that_never_answers_stops_the_run(code: LocalCode, vpc
 
 async def test_odd_answers_after_the_api_answered_fail_rows_not_the_run() -> None:
     api = StrangerApi(not_the_api(200), broken={"vpc-b"})
-    attacher, control, _ = make(api, max_attempts=4)
+    worker, control, _ = make(api, max_attempts=4)
     items = [*rows(3, vpc="vpc-a"), *rows(5, vpc="vpc-b", start=10)]
-    results = {r.instance_id: r for r in await run_all(attacher, control, items, concurrency=1)}
+    results = {r.instance_id: r for r in await run_all(worker, control, items, concurrency=1)}
     assert control.reason is None
     assert {results[f"i-{k:04d}"].status for k in range(3)} == {Status.ATTACHED}
     failed = [results[f"i-{k:04d}"] for k in range(10, 15)]
@@ -474,12 +474,12 @@ async def test_a_vpc_whose_read_failed_is_not_read_again_by_each_of_its_rows() -
         ApiError("InvalidVpcId.NotFound", "no such VPC", http_status=404, request_id="R-1"),
         broken={"vpc-gone"},
     )
-    attacher, control, _ = make(api)
+    worker, control, _ = make(api)
     items = [*rows(2, vpc="vpc-a"), *rows(6, vpc="vpc-gone", start=10)]
-    results = await run_all(attacher, control, items, concurrency=4)
+    results = await run_all(worker, control, items, concurrency=4)
     assert control.reason is None
     gone = [r for r in results if r.vpc_id == "vpc-gone"]
     assert {r.status for r in gone} == {Status.FAILED}
     assert {r.error_code for r in gone} == {"InvalidVpcId.NotFound"}
     assert api.describes_of["vpc-gone"] == 1
-    assert "vpc-gone InvalidVpcId.NotFound" in repr(attacher.links)
+    assert "vpc-gone InvalidVpcId.NotFound" in repr(worker.links)

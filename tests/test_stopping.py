@@ -33,12 +33,12 @@ from bulk_attach.core.rows import Row
 from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, running_emulator
-from bulk_attach.engine.attacher import Attacher
 from bulk_attach.engine.control import INTERRUPTED_IN_FLIGHT, RunControl, StopReason
 from bulk_attach.engine.events import Event, RowRetrying, RunStopping
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.pool import Pool
 from bulk_attach.engine.signals import Interrupted, SignalStop, run_command
+from bulk_attach.engine.worker import Worker
 from bulk_attach.errors import ApiError, EcsError, ExitCode, TransportError
 from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import read_report, read_started
@@ -120,7 +120,7 @@ def rows(n: int, vpc: str = "vpc-a") -> list[Row]:
 class Engine:
     api: WireApi
     control: RunControl
-    attacher: Attacher
+    worker: Worker
     events: list[Event]
     results: list[RowResult]
     pool: Pool
@@ -138,7 +138,7 @@ def engine(
     gate = RateGate(rate)
     api = WireApi(gate)
     events: list[Event] = []
-    attacher = Attacher(
+    worker = Worker(
         api,
         gate,
         QuotaLedger(1000),
@@ -150,16 +150,16 @@ def engine(
         **({"sleep": sleep} if sleep is not None else {}),
     )
     results: list[RowResult] = []
-    extra: dict[str, Any] = {"in_doubt": attacher.may_have_sent} if in_doubt else {}
+    extra: dict[str, Any] = {"in_doubt": worker.may_have_sent} if in_doubt else {}
     pool = Pool(
-        settle=attacher.settle,
+        settle=worker.settle,
         record=results.append,
-        skip=attacher.skipped,
+        skip=worker.skipped,
         control=control,
         concurrency=concurrency,
         **extra,
     )
-    return Engine(api, control, attacher, events, results, pool)
+    return Engine(api, control, worker, events, results, pool)
 
 
 def by_instance(results: Sequence[RowResult]) -> dict[str, RowResult]:

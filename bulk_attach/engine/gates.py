@@ -25,7 +25,7 @@ is awaited between that check and the send (``EcsClient._call``), so "admitted" 
 "on its way to the wire".
 
 An attach passes the gate through ``admitted`` rather than inside the client: the
-attacher journals the row between admission and sending, so a row is in the resume journal
+worker journals the row between admission and sending, so a row is in the resume journal
 exactly when its attach may reach the service, not while it merely waited for a token.
 """
 

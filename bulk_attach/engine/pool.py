@@ -77,7 +77,7 @@ class Pool:
         self._skip = skip
         self._control = control
         self._concurrency = concurrency
-        # Whether a row cancelled mid-settle may have changed the service (the attacher's
+        # Whether a row cancelled mid-settle may have changed the service (the worker's
         # ``may_have_sent``); by default every such row is assumed to.
         self._in_doubt = in_doubt
         self._in_flight: dict[int, Row] = {}

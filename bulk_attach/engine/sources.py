@@ -61,7 +61,7 @@ def remaining(
     items: Iterable[Item], resume: ResumeState | None, in_doubt: set[Key]
 ) -> Iterator[Item]:
     """Drop what a previous run already settled; add to ``in_doubt`` the rows it left in
-    flight (sent, never settled), which the attacher must read back."""
+    flight (sent, never settled), which the worker must read back."""
     for item in items:
         if resume is None:
             yield item

@@ -66,6 +66,9 @@ class LinkBook:
     def add(self, vpc_id: str, instance_id: str) -> None:
         self._linked.setdefault(vpc_id, set()).add(instance_id)
 
+    def remove(self, vpc_id: str, instance_id: str) -> None:
+        self._linked.get(vpc_id, set()).discard(instance_id)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{vpc} {len(ids)}" for vpc, ids in sorted(self._linked.items()))
         failed = ", ".join(f"{vpc} {error.code}" for vpc, error in sorted(self._failed.items()))

@@ -1,21 +1,24 @@
-"""The worker body: take one row to a final outcome.
+"""The worker body: take one row to a final outcome, for any mutating action.
 
-One screen of logic: read the VPC's links once, skip what is already linked, reserve quota,
-attach, classify the answer, then retry, read back, or settle. Decisions come from the pure
-``AttemptPolicy``; this module only sequences the I/O they ask for.
+One screen of logic: read the VPC's links once, settle what is already done, reserve quota
+(attach), send, classify the answer, then try again, read back, or settle. The action
+(``engine/actions.py``: attach, detach) says what to send and what "done" looks like;
+decisions come from the pure ``AttemptPolicy``; this module only sequences the I/O.
 
 Safety rules it keeps:
 
-* an attach is never re-sent after an ambiguous answer (5xx, timeout, dropped connection)
-  until the link has been read back and found absent;
-* an instance already linked to its VPC when the VPC is first read is reported
-  ``already_linked`` and never sent, which is what makes re-runs safe;
-* a VPC's quota is held by the ledger: ``linked + in flight < quota`` or the row is skipped;
+* a request is never re-sent after an ambiguous answer (5xx, timeout, dropped connection)
+  until the link has been read back and found not done;
+* a row whose end state already holds when its VPC is first read (linked, for attach; not
+  linked, for detach) is reported as the action's no-op status and never sent, which is
+  what makes re-runs safe;
+* a VPC's quota is held by the ledger (attach): ``linked + in flight < quota`` or the row
+  is skipped;
 * once the run is interrupted (``RunControl.sending_closed``) nothing more is sent: a row
   whose next request had not left is ``skipped`` ("not attempted" or "not sent again"),
-  and only a row whose attach left without an answer that settles it is reported
+  and only a row whose request left without an answer that settles it is reported
   interrupted in flight, the one case a resume must read back;
-* a row is in the resume journal before its first attach can leave, and not before it
+* a row is in the resume journal before its first request can leave, and not before it
   passed the rate gate: waiting for a token sends nothing.
 """
 
@@ -32,6 +35,7 @@ from bulk_attach.core.catalog import ErrorClass, LocalCode
 from bulk_attach.core.outcomes import Key, RowResult, Status
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.rows import Row
+from bulk_attach.engine.actions import ATTACH, Action, MutatingApi
 from bulk_attach.engine.control import (
     INTERRUPTED_IN_FLIGHT,
     RunControl,
@@ -43,11 +47,9 @@ from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.vpcs import LinkBook
 from bulk_attach.errors import ApiError, EcsError, TransportError
 
-__all__ = ["AttachApi", "Attacher", "utc_now"]
+__all__ = ["Worker", "WorkerApi", "utc_now"]
 
 T = TypeVar("T")
-
-ATTACH = "AttachClassicLinkVpc"
 
 
 class _Link(Protocol):
@@ -57,10 +59,8 @@ class _Link(Protocol):
     def vpc_id(self) -> str: ...
 
 
-class AttachApi(Protocol):
-    """The slice of ``EcsClient`` the engine uses (a fake can stand in for it)."""
-
-    async def attach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str: ...
+class WorkerApi(MutatingApi, Protocol):
+    """The slice of ``EcsClient`` the worker uses (a fake can stand in for it)."""
 
     async def describe_classic_link_instances(
         self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
@@ -92,12 +92,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Attacher:
-    """Settles rows one at a time; many workers share one instance."""
+class Worker:
+    """Settles rows one at a time for one action; many pool workers share one instance."""
 
     def __init__(
         self,
-        api: AttachApi,
+        api: WorkerApi,
         gate: RateGate,
         ledger: QuotaLedger,
         policy: AttemptPolicy,
@@ -109,7 +109,9 @@ class Attacher:
         now: Callable[[], str] = utc_now,
         journal: Callable[[Row], None] | None = None,
         in_doubt: Collection[Key] = (),
+        action: Action = ATTACH,
     ) -> None:
+        self.action = action
         self._api = api
         self._gate = gate
         self._ledger = ledger
@@ -118,7 +120,7 @@ class Attacher:
         self._emit = emit
         self._rand = rand
         self._now = now
-        # Called before a row's first attach leaves (the resume journal).
+        # Called before a row's first request leaves (the resume journal).
         self._journal = journal
         # The gate is where a request last waits before it leaves, so it is where an
         # interrupted run stops it; backoffs end early for the same reason.
@@ -128,7 +130,7 @@ class Attacher:
             await control.unless_closed(sleep(delay))
 
         self._sleep: Callable[[float], Awaitable[None]] = pause
-        # Rows whose attach left and has no answer yet that settles whether it ran.
+        # Rows whose request left and has no answer yet that settles whether it ran.
         self._unanswered: set[Key] = set()
         # Rows a previous run had sent but never settled (it died with them in flight).
         self._in_doubt = in_doubt
@@ -154,26 +156,26 @@ class Attacher:
         known = self._without_sending(row, started)
         if known is not None:
             return known
-        # From here the reservation is ours: _attach commits it or releases it, even when
+        # From here a quota reservation is ours: _send commits it or releases it, even when
         # the worker is cancelled mid-call.
-        return await self._attach(row, started)
+        return await self._send(row, started)
 
     def _without_sending(self, row: Row, started: str) -> RowResult | None:
         """The row's outcome when nothing needs sending; None after reserving quota for it."""
-        if self.links.is_linked(row.vpc_id, row.instance_id):
+        action = self.action
+        if action.is_done(self.links.is_linked(row.vpc_id, row.instance_id)):
             if row.key in self._in_doubt:
                 return self._result(
                     row,
-                    Status.ATTACHED,
+                    action.success,
                     started,
-                    message="sent by an interrupted run; confirmed linked by read-back",
+                    message=f"sent by an interrupted run; confirmed {action.done_word} "
+                    "by read-back",
                 )
-            return self._result(
-                row, Status.ALREADY_LINKED, started, message="already linked; not sent"
-            )
+            return self._result(row, action.no_op, started, message=action.no_op_message)
         if self._control.stopping:
             return self.skipped(row, self._control.skip_message(), started=started)
-        if not self._ledger.try_reserve(row.vpc_id):
+        if action.uses_quota and not self._ledger.try_reserve(row.vpc_id):
             return self._result(
                 row,
                 Status.SKIPPED,
@@ -186,32 +188,34 @@ class Attacher:
             )
         return None
 
-    async def _attach(self, row: Row, started: str) -> RowResult:
+    async def _send(self, row: Row, started: str) -> RowResult:
+        action = self.action
         attempt = 0
         settled = False
         try:
             while True:
                 try:
-                    async with self._gate.admitted(row.region_id, ATTACH):
+                    async with self._gate.admitted(row.region_id, action.api_action):
                         # Admitted: nothing is awaited from here until the bytes leave.
                         if attempt == 0 and self._journal is not None:
                             self._journal(row)
                         attempt += 1
                         self._unanswered.add(row.key)
-                        request_id = await self._api.attach_classic_link_vpc(
-                            row.region_id, row.instance_id, row.vpc_id
+                        request_id = await action.send(
+                            self._api, row.region_id, row.instance_id, row.vpc_id
                         )
                 except EcsError as error:
-                    if error.error_class is not ErrorClass.AMBIGUOUS:
+                    error_class = action.error_class(error)
+                    if error_class is not ErrorClass.AMBIGUOUS:
                         self._unanswered.discard(row.key)  # the service says it did not run
                     decision = self._policy.decide(
-                        attempt, error.error_class, error.retry_after, self._rand()
+                        attempt, error_class, error.retry_after, self._rand()
                     )
                     if isinstance(decision, Reconcile):
                         outcome = await self._reconcile(row, error, attempt, started)
                         self._unanswered.discard(row.key)  # read back: settled either way
                         if outcome is not None:
-                            settled = outcome.status is Status.ATTACHED
+                            settled = outcome.status is action.success
                             return outcome
                         decision = self._policy.after_reconcile(attempt, self._rand())
                     if isinstance(decision, TryAgain):
@@ -221,50 +225,58 @@ class Attacher:
                     abort = not isinstance(decision, GiveUp)
                     return self._give_up(row, error, attempt, started, abort=abort)
                 self._unanswered.discard(row.key)
-                self._gate.on_success(row.region_id)
-                self._ledger.commit(row.vpc_id)
-                self.links.add(row.vpc_id, row.instance_id)
+                self._done(row)
                 settled = True
                 return self._result(
-                    row, Status.ATTACHED, started, request_id=request_id, attempts=attempt
+                    row, action.success, started, request_id=request_id, attempts=attempt
                 )
         except SendingClosed:
             return self._interrupted(row, started, attempt)
         finally:
-            if not settled:
+            if not settled and action.uses_quota:
                 self._ledger.release(row.vpc_id)
+
+    def _done(self, row: Row) -> None:
+        """The action took effect: keep the links and the quota count current."""
+        self._gate.on_success(row.region_id)
+        if self.action.done_when_linked:
+            if self.action.uses_quota:
+                self._ledger.commit(row.vpc_id)
+            self.links.add(row.vpc_id, row.instance_id)
+        else:
+            self.links.remove(row.vpc_id, row.instance_id)
 
     def _interrupted(self, row: Row, started: str, attempts: int) -> RowResult:
         """The run was interrupted before this row's next request left."""
         if self.may_have_sent(row):
-            # Its attach left, its answer was ambiguous, and the read-back never went out.
+            # Its request left, its answer was ambiguous, and the read-back never went out.
             self._unanswered.discard(row.key)
             return self.skipped(row, INTERRUPTED_IN_FLIGHT, started=started, attempts=attempts)
         message = self._control.skip_message(attempts=attempts)
         return self.skipped(row, message, started=started, attempts=attempts)
 
     def may_have_sent(self, row: Row) -> bool:
-        """Whether the row's attach left and no answer has yet told whether it ran.
+        """Whether the row's request left and no answer has yet told whether it ran.
 
         For the pool: a row cancelled mid-settle (hard stop) is in doubt only then; one
-        cancelled while reading its VPC's links, or at the gate, never sent an attach.
+        cancelled while reading its VPC's links, or at the gate, never sent anything.
         """
         return row.key in self._unanswered
 
     def _give_up(
         self, row: Row, error: EcsError, attempt: int, started: str, *, abort: bool
     ) -> RowResult:
-        if error.code == LocalCode.QUOTA_EXCEEDED:
+        if self.action.uses_quota and error.code == LocalCode.QUOTA_EXCEEDED:
             # The service knows better than our count: close this VPC for the rest of the run.
             self._ledger.mark_full(row.vpc_id)
-        if abort or error.error_class is ErrorClass.FATAL:
+        if abort or self.action.error_class(error) is ErrorClass.FATAL:
             self._stop(error.code)
         return self._failed(row, error, attempt, started)
 
     async def _reconcile(
         self, row: Row, error: EcsError, attempt: int, started: str
     ) -> RowResult | None:
-        """Read the link back after an ambiguous answer; None means "not linked: may retry"."""
+        """Read the link back after an ambiguous answer; None means "not done: may try again"."""
         try:
             links = await self._read_only(
                 row.region_id,
@@ -281,19 +293,17 @@ class Attacher:
                 f"state unknown: read-back failed ({read_error.code}); a re-run reads it again. ",
             )
         linked_to = {link.vpc_id for link in links if link.instance_id == row.instance_id}
-        if row.vpc_id in linked_to:
-            self._gate.on_success(row.region_id)
-            self._ledger.commit(row.vpc_id)
-            self.links.add(row.vpc_id, row.instance_id)
+        if self.action.is_done(row.vpc_id in linked_to):
+            self._done(row)
             return self._result(
                 row,
-                Status.ATTACHED,
+                self.action.success,
                 started,
                 attempts=attempt,
                 error_code="",
                 message=f"confirmed by read-back after {error.code}",
             )
-        if linked_to:
+        if linked_to and self.action.done_when_linked:
             other = ", ".join(sorted(linked_to))
             return self._failed(row, error, attempt, started, f"instance is linked to {other}; ")
         return None

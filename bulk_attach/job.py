@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,19 +23,17 @@ from bulk_attach.api.credentials import (
     resolve_credentials,
     resolve_region,
 )
-from bulk_attach.core.attempts import AttemptPolicy
-from bulk_attach.core.outcomes import Key, RowResult, Status, Summary
+from bulk_attach.core.outcomes import RowResult, Summary
 from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import RetrySelection
-from bulk_attach.core.rows import Row
-from bulk_attach.core.threshold import FailureThreshold
+from bulk_attach.engine.actions import ATTACH, Action
 from bulk_attach.engine.control import RunControl, StopReason
-from bulk_attach.engine.events import Event, Listener, RowSettled, RunStopping
+from bulk_attach.engine.events import Event, Listener, RunStopping
 from bulk_attach.engine.gates import RateGate
-from bulk_attach.engine.pool import Pool
-from bulk_attach.engine.signals import Interrupted, SignalStop, stop_on_signals
-from bulk_attach.engine.sources import RowSource, lanes, remaining
-from bulk_attach.engine.worker import Worker, utc_now
+from bulk_attach.engine.runner import Engine
+from bulk_attach.engine.signals import Interrupted, SignalStop
+from bulk_attach.engine.sources import RowSource
+from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
@@ -76,9 +74,7 @@ class JobResult:
 def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
     if reason is not None:
         return reason.exit_code
-    # Duplicates do not fail a run: the row they repeat ran and has its own outcome.
-    unsuccessful = summary.not_succeeded - summary.count(Status.DUPLICATE)
-    return ExitCode.OK if unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
+    return ExitCode.OK if summary.unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
 
 
 def report_path_of(settings: RunSettings) -> Path:
@@ -99,8 +95,10 @@ async def run_job(
     lock: ReportLock | None = None,
     control: RunControl | None = None,
     signals: SignalStop | None = None,
+    action: Action = ATTACH,
 ) -> JobResult:
-    """Run every row of ``settings.input_path``; one report row per input row.
+    """Run ``action`` (attach by default) for every row of ``settings.input_path``; one
+    report row per input row.
 
     Resumes when the report already exists for the same input (unless ``settings.fresh``,
     or ``previous`` says otherwise). ``rows`` is the already-validated source when the
@@ -127,6 +125,7 @@ async def run_job(
             round_pin=round_pin,
             control=control or RunControl(),
             signals=signals,
+            action=action,
         )
     finally:
         if owned:
@@ -147,6 +146,7 @@ async def _run_locked(
     round_pin: RoundPin | None,
     control: RunControl,
     signals: SignalStop | None,
+    action: Action,
 ) -> JobResult:
     if rows is None:
         rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
@@ -161,17 +161,10 @@ async def _run_locked(
         round_pin=round_pin,
     )
     gate = RateGate(settings.rate)
-    ledger = QuotaLedger(settings.vpc_quota)
-    this_run = Summary()
-    threshold = FailureThreshold(settings.max_failure_rate, settings.min_settled)
+    this_run = Summary(succeeded=action.succeeded)
     started_at, started = utc_now(), time.monotonic()
-    in_doubt: set[Key] = set()
     write_failure: ReportWriteError | None = None
     moved: Path | None = None
-
-    def emit(event: Event) -> None:
-        for listener in listeners:
-            listener(event)
 
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(EcsClient(client_settings, credentials, gate=gate))
@@ -184,16 +177,6 @@ async def _run_locked(
             )
         )
         journal = stack.enter_context(StartedJournal(paths.started))
-        worker = Worker(
-            client,
-            gate,
-            ledger,
-            AttemptPolicy(settings.attempts),
-            control,
-            emit=emit,
-            journal=lambda row: journal.mark(row.line, row.key),
-            in_doubt=in_doubt,
-        )
 
         def record(result: RowResult) -> None:
             nonlocal write_failure
@@ -205,46 +188,32 @@ async def _run_locked(
                 write_failure = error
                 raise
             this_run.add(result)
-            emit(RowSettled(result))
-            if threshold.crossed(result) and control.stop(
-                StopReason.THRESHOLD,
-                f"{threshold.failed} of {threshold.settled} settled rows failed",
-            ):
-                emit(RunStopping(control.skip_message()))
 
-        def skip(row: Row, message: str) -> RowResult:
-            return worker.skipped(row, message, started=utc_now())
-
-        pool = Pool(
-            settle=worker.settle,
-            record=record,
-            skip=skip,
+        engine = Engine(
+            client,
+            settings,
+            action=action,
+            gate=gate,
             control=control,
-            concurrency=settings.concurrency,
-            in_doubt=worker.may_have_sent,
+            on_result=record,
+            listeners=listeners,
+            journal=lambda row: journal.mark(row.line, row.key),
+            resume=opening.resume,
         )
-        handling: AbstractContextManager[None] = (
-            signals.draining(pool, emit)
-            if signals is not None
-            else stop_on_signals(control, pool, settings.drain_timeout, emit)
-            if install_signal_handlers
-            else nullcontext()
-        )
-        with handling:
-            try:
-                await pool.run(*(remaining(lane, opening.resume, in_doubt) for lane in lanes(rows)))
-            except ReportWriteError as error:
-                # Disk full (or the like): every worker was stopped; the rows still in
-                # flight are in the journal and are read back by the next run.
-                write_failure = error
-                control.stop(StopReason.REPORT_WRITE, str(error))
-                emit(RunStopping(f"{error}; stopping"))
-            except InputError as error:
-                # The input was rewritten under the run: nothing past the change was sent;
-                # the rows before it are in the report, which a run on the new file resumes
-                # only with --fresh (its input pin no longer matches).
-                control.stop(StopReason.INPUT_CHANGED, str(error))
-                emit(RunStopping(str(error)))
+        try:
+            await engine.run(rows, signals=signals, install_signal_handlers=install_signal_handlers)
+        except ReportWriteError as error:
+            # Disk full (or the like): every worker was stopped; the rows still in flight
+            # are in the journal and are read back by the next run.
+            write_failure = error
+            control.stop(StopReason.REPORT_WRITE, str(error))
+            engine.emit(RunStopping(f"{error}; stopping"))
+        except InputError as error:
+            # The input was rewritten under the run: nothing past the change was sent; the
+            # rows before it are in the report, which a run on the new file resumes only
+            # with --fresh (its input pin no longer matches).
+            control.stop(StopReason.INPUT_CHANGED, str(error))
+            engine.emit(RunStopping(str(error)))
 
     return _conclude(
         settings,
@@ -253,12 +222,12 @@ async def _run_locked(
         _Outcome(
             this_run=this_run,
             control=control,
-            ledger=ledger,
+            ledger=engine.ledger,
             write_failure=write_failure,
             started_at=started_at,
             duration=time.monotonic() - started,
             moved=moved,
-            in_doubt=len(in_doubt),
+            in_doubt=len(engine.in_doubt),
             extra_columns=rows.extra_columns,
         ),
     )
@@ -286,10 +255,12 @@ def _conclude(
     control, this_run = outcome.control, outcome.this_run
     summary = this_run
     if outcome.write_failure is not None:
-        summary = Summary(read_report(paths.report))
+        summary = Summary(read_report(paths.report), succeeded=this_run.success)
     elif opening.resuming:
         # The report now holds the old rows and this run's: keep the latest of each.
-        summary = compact_report(paths, settings.report_format, outcome.extra_columns)
+        summary = compact_report(
+            paths, settings.report_format, outcome.extra_columns, succeeded=this_run.success
+        )
     if control.reason is None:
         opening.finish()
     code = exit_code_for(summary, control.reason)

@@ -65,15 +65,11 @@ class AttemptSettings:
     throttle_base_delay: float = 0.5  # the SDKs' 500 ms for throttling
 
 
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """What one bulk run does."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    """How the engine runs rows, whatever they come from (a file, a report, a library
+    caller's list): the rate, the pool, the quota, attempts, the failure threshold."""
 
-    input_path: Path
-    # None: the default beside the input (``files/paths.py``), or retry's own report.
-    report_path: Path | None = None
-    report_format: ReportFormat = ReportFormat.CSV
-    default_region: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     rate: float | None = DEFAULT_RATE  # requests per second per region; None = unlimited
     vpc_quota: int = DEFAULT_VPC_QUOTA
@@ -81,6 +77,17 @@ class RunSettings:
     max_failure_rate: float | None = None
     min_settled: int = DEFAULT_MIN_SETTLED
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettings(EngineSettings):
+    """What one bulk run from a file does: the engine's settings plus files and output."""
+
+    input_path: Path
+    # None: the default beside the input (``files/paths.py``), or retry's own report.
+    report_path: Path | None = None
+    report_format: ReportFormat = ReportFormat.CSV
+    default_region: str | None = None
     quiet: bool = False
     fresh: bool = False
     wait_lock: float = DEFAULT_WAIT_LOCK

@@ -108,9 +108,14 @@ class Summary:
     ``to_dict`` is the machine-readable JSON summary written beside the report.
     """
 
-    __slots__ = ("_attempts", "_by_code", "_by_status", "_by_vpc", "total")
+    __slots__ = ("_attempts", "_by_code", "_by_status", "_by_vpc", "success", "total")
 
-    def __init__(self, results: Iterable[RowResult] = ()) -> None:
+    def __init__(
+        self, results: Iterable[RowResult] = (), *, succeeded: frozenset[Status] = SUCCEEDED
+    ) -> None:
+        # What success means for the command counted (attach's by default; detach, verify
+        # and plan have their own).
+        self.success = succeeded
         self.total = 0
         self._attempts = 0
         self._by_status: Counter[Status] = Counter()
@@ -123,7 +128,7 @@ class Summary:
         self.total += 1
         self._attempts += result.attempts
         self._by_status[result.status] += 1
-        if result.error_code and result.status not in SUCCEEDED:
+        if result.error_code and result.status not in self.success:
             self._by_code[result.error_code] += 1
         if result.status not in REJECTED and result.vpc_id:
             self._by_vpc.setdefault(result.vpc_id, Counter())[result.status] += 1
@@ -133,7 +138,7 @@ class Summary:
 
     @property
     def succeeded(self) -> int:
-        return self.count(*SUCCEEDED)
+        return self.count(*self.success)
 
     @property
     def not_succeeded(self) -> int:
@@ -155,9 +160,20 @@ class Summary:
     def all_succeeded(self) -> bool:
         return self.not_succeeded == 0
 
+    @property
+    def unsuccessful(self) -> int:
+        """Rows that make the exit code 1: duplicates do not, the row they repeat ran."""
+        return self.not_succeeded - self.count(Status.DUPLICATE)
+
     def by_status(self) -> dict[str, int]:
-        """Every status, zeros included, in declaration order."""
-        return {status.value: self._by_status[status] for status in Status}
+        """The statuses of this command (its success set, failed, skipped, rejected), zeros
+        included, then any other status seen, in declaration order."""
+        shown = self.success | {Status.FAILED, Status.SKIPPED} | REJECTED
+        return {
+            status.value: self._by_status[status]
+            for status in Status
+            if status in shown or self._by_status[status]
+        }
 
     def by_code(self) -> dict[str, int]:
         """Error codes of rows that did not succeed, most frequent first."""

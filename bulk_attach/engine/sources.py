@@ -8,7 +8,7 @@ still runs its regions side by side; ``remaining`` drops what a previous run set
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bulk_attach.core.outcomes import Key, RowResult
 from bulk_attach.core.resuming import ResumeState, Step
@@ -17,26 +17,34 @@ from bulk_attach.core.rows import Row
 if TYPE_CHECKING:  # a value type only: the engine reads no files
     from bulk_attach.files.csv_input import InputFingerprint
 
-__all__ = ["RowSource", "lanes", "remaining"]
+__all__ = ["Item", "RowSource", "Rows", "lanes", "remaining"]
 
 Item = Row | RowResult
 
 
-class RowSource(Protocol):
-    """Rows to run: a validated input file, or the rows ``retry`` picked from a report."""
+@runtime_checkable
+class Rows(Protocol):
+    """What the engine needs of its rows: their regions (one lane each), and to iterate
+    them again for each lane."""
+
+    @property
+    def regions(self) -> frozenset[str]: ...
+    def __iter__(self) -> Iterator[Item]: ...
+
+
+class RowSource(Rows, Protocol):
+    """Rows from a file: a validated input file, or the rows ``retry`` picked from a report."""
 
     @property
     def extra_columns(self) -> tuple[str, ...]: ...
     @property
     def total(self) -> int: ...
     @property
-    def regions(self) -> frozenset[str]: ...
-    @property
     def fingerprint(self) -> InputFingerprint: ...
     def __iter__(self) -> Iterator[Item]: ...
 
 
-def lanes(source: RowSource) -> list[Iterable[Item]]:
+def lanes(source: Rows) -> list[Iterable[Item]]:
     """One lane per region; rows rejected as input go to the first lane only.
 
     Each lane streams the whole source and keeps its region's rows: reading is cheap next

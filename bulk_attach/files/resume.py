@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from bulk_attach.core.outcomes import REJECTED, RowResult, Summary
+from bulk_attach.core.outcomes import REJECTED, SUCCEEDED, RowResult, Status, Summary
 from bulk_attach.core.resuming import ResumeState
 from bulk_attach.errors import UsageError
 from bulk_attach.files.csv_input import InputFingerprint
@@ -163,7 +163,11 @@ def _latest_rows(path: Path) -> list[RowResult]:
 
 
 def compact_report(
-    paths: ReportPaths, report_format: ReportFormat, extra_columns: tuple[str, ...]
+    paths: ReportPaths,
+    report_format: ReportFormat,
+    extra_columns: tuple[str, ...],
+    *,
+    succeeded: frozenset[Status] = SUCCEEDED,
 ) -> Summary:
     """Rewrite a resumed report: the latest row per identity, in line order; atomic.
 
@@ -175,4 +179,4 @@ def compact_report(
     with ReportWriter(tmp, report_format, extra_columns) as writer:
         writer.write_all(rows)
     os.replace(tmp, path)
-    return Summary(rows)
+    return Summary(rows, succeeded=succeeded)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,7 +57,7 @@ from bulk_attach.files.resume import (
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
 from bulk_attach.settings import ClientSettings, RunSettings
 
-__all__ = ["JobResult", "main", "run_job"]
+__all__ = ["JobResult", "Link", "launch", "main", "print_result", "run_job", "say_to"]
 
 log = logging.getLogger("bulk_attach.job")
 
@@ -315,37 +315,47 @@ async def main(
     """
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = _Link(client_settings, options, env, emulator, world)
-    control = RunControl()
-    say = _say(settings)
+    link = Link(client_settings, options, env, emulator, world)
+    if retry is not None:
+        chosen = retry
+        return await guarded(settings, lambda sig: _retry(settings, link, chosen, sig))
+    return await guarded(settings, lambda sig: _run(settings, link, sig))
+
+
+async def guarded(settings: RunSettings, body: Callable[[SignalStop], Awaitable[int]]) -> int:
+    """Run a command's body with signals handled for all of it: a signal before its run
+    starts (waiting for the lock, validating the input) ends it at once, nothing sent."""
+    say = say_to(settings)
 
     def early(event: Event) -> None:  # before the run's own listeners exist
         if isinstance(event, RunStopping):
             say(f"stopping: {event.reason}")
 
-    with SignalStop(control, settings.drain_timeout, emit=early) as sig:
+    with SignalStop(RunControl(), settings.drain_timeout, emit=early) as sig:
         try:
-            if retry is not None:
-                return await _retry(settings, link, retry, sig)
-            paths = ReportPaths(report_path_of(settings))
-            settings = replace(settings, report_path=paths.report)
-            lock = ReportLock(paths.lock, paths.report, command="run")
-            await sig.off_loop(lock.acquire, settings.wait_lock)
-            with lock:
-                # Validate the whole input before anything touches the network (exit 2).
-                rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
-                result = await _launch(settings, link, rows, lock=lock, signals=sig)
+            return await body(sig)
         except Interrupted as stop:
             sys.stderr.write(
                 f"bulk-attach: {stop.reason} before the run started; nothing was sent\n"
             )
             return stop.exit_code
-        _print_result(settings, result)
+
+
+async def _run(settings: RunSettings, link: Link, sig: SignalStop) -> int:
+    paths = ReportPaths(report_path_of(settings))
+    settings = replace(settings, report_path=paths.report)
+    lock = ReportLock(paths.lock, paths.report, command="run")
+    await sig.off_loop(lock.acquire, settings.wait_lock)
+    with lock:
+        # Validate the whole input before anything touches the network (InputError: exit 2).
+        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        result = await launch(settings, link, rows, lock=lock, signals=sig)
+    print_result(settings, result)
     return result.exit_code
 
 
 @dataclass(frozen=True, slots=True)
-class _Link:
+class Link:
     """How to reach the service: settings, credentials, or the embedded emulator."""
 
     client: ClientSettings
@@ -356,12 +366,12 @@ class _Link:
 
 
 async def _retry(
-    settings: RunSettings, link: _Link, selection: RetrySelection, sig: SignalStop
+    settings: RunSettings, link: Link, selection: RetrySelection, sig: SignalStop
 ) -> int:
     """One round of retry (see ``files/rerun.py``), under the source report's lock."""
     family = retry_family(settings.input_path, settings.report_format, settings.report_path)
     source = family.source
-    say = _say(settings)
+    say = say_to(settings)
     lock = ReportLock(source.lock, source.report, command=RETRY_COMMAND)
     await sig.off_loop(lock.acquire, settings.wait_lock)
     with lock:
@@ -377,7 +387,7 @@ async def _retry(
         what = "resuming the interrupted round" if rnd.resume else f"round {rnd.pin.round}"
         say(f"retry: {rows.total} rows of {rnd.base} selected ({selection.describe()}); {what}")
         settings = replace(settings, input_path=rnd.base, report_path=family.retry.report)
-        result = await _launch(
+        result = await launch(
             settings,
             link,
             rows,
@@ -393,7 +403,7 @@ async def _retry(
             merged = fold_round(family, rnd.base, rnd.pin.source, rnd.pin.round)
             # The exit code speaks for the whole report: 0 once every row has succeeded.
             code = exit_code_for(Summary(read_report(merged)), None)
-    _print_result(settings, result, exit_code=code)
+    print_result(settings, result, exit_code=code)
     if merged is not None:
         say(f"merged view (latest outcome and history per row): {merged}")
     else:
@@ -435,7 +445,7 @@ def _nothing_to_retry(rows: PickedRows, base: Path, say: Callable[[str], None]) 
     return ExitCode.SOME_ROWS_FAILED
 
 
-def _say(settings: RunSettings) -> Callable[[str], None]:
+def say_to(settings: RunSettings) -> Callable[[str], None]:
     def say(text: str) -> None:
         if not settings.quiet:
             sys.stderr.write(text + "\n")
@@ -443,9 +453,9 @@ def _say(settings: RunSettings) -> Callable[[str], None]:
     return say
 
 
-async def _launch(
+async def launch(
     settings: RunSettings,
-    link: _Link,
+    link: Link,
     rows: RowSource,
     *,
     lock: ReportLock,
@@ -453,6 +463,7 @@ async def _launch(
     command: str = "run",
     previous: Previous | None = None,
     round_pin: RoundPin | None = None,
+    action: Action = ATTACH,
 ) -> JobResult:
     """Credentials (or the embedded emulator), progress, and the run itself."""
     client_settings = link.client
@@ -479,14 +490,13 @@ async def _launch(
                 lock=lock,
                 control=signals.control,
                 signals=signals,
+                action=action,
             )
         finally:
             close()
 
 
-def _print_result(
-    settings: RunSettings, result: JobResult, *, exit_code: int | None = None
-) -> None:
+def print_result(settings: RunSettings, result: JobResult, *, exit_code: int | None = None) -> None:
     if settings.quiet:
         return
     summary = dict(result.summary)

@@ -16,7 +16,8 @@ names never stack up)::
 
 A ``run`` whose input is a report writes ``<stem>.rerun.report.<fmt>``; a plain input
 ``pairs.csv`` gives ``pairs.report.<fmt>``. So ``run`` and ``retry`` of the same report
-never write the same file.
+never write the same file. ``detach`` (roll back) writes ``<stem>.detach.report.<fmt>``,
+from a report of the job or from its pairs CSV alike: rolling back one job is one report.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bulk_attach.settings import ReportFormat
 
 __all__ = [
     "ReportPaths",
+    "detach_report_for",
     "family_stem",
     "merged_view_for",
     "retry_report_for",
@@ -126,3 +128,9 @@ def retry_report_for(source: Path, fmt: ReportFormat, *, whole_stem: bool = Fals
 def merged_view_for(source: Path, fmt: ReportFormat, *, whole_stem: bool = False) -> Path:
     """The merged view of a source report: its rows' latest outcomes across every retry."""
     return _family_file(source, ".merged", fmt, whole_stem=whole_stem)
+
+
+def detach_report_for(input_path: Path, fmt: ReportFormat) -> Path:
+    """``detach``'s default report: ``pairs.csv`` or ``pairs.report.csv`` (or its retry
+    report or merged view) -> ``pairs.detach.report.csv``."""
+    return input_path.with_name(f"{family_stem(input_path)}.detach{_REPORT_MARK}.{fmt.value}")

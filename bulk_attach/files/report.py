@@ -64,6 +64,7 @@ __all__ = [
     "ReportWriter",
     "StartedJournal",
     "detect_format",
+    "is_report",
     "read_meta",
     "read_report",
     "read_started",
@@ -197,6 +198,20 @@ def _csv_values(result: RowResult) -> list[Any]:
 
 
 # --- reading ------------------------------------------------------------------------------
+
+
+def is_report(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a bulk-attach report (JSON Lines, or CSV with the report's header)
+    rather than a pairs CSV."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    except OSError:
+        return False
+    if head.startswith(b"{"):
+        return True
+    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    return first.split(",")[: len(COLUMNS)] == list(COLUMNS)
 
 
 def detect_format(path: str | os.PathLike[str]) -> ReportFormat:

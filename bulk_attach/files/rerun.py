@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from bulk_attach.core.outcomes import REJECTED, SUCCEEDED, RowResult
 from bulk_attach.core.resuming import latest_by_key
@@ -55,6 +56,7 @@ __all__ = [
     "PickedRows",
     "RetryFamily",
     "RetryRound",
+    "Selection",
     "fold_round",
     "pick_rows",
     "plan_round",
@@ -232,18 +234,26 @@ class PickedRows:
         return iter(self.rows)
 
 
-def pick_rows(report_path: Path, selection: RetrySelection) -> PickedRows:
-    """The rows of a report that ``selection`` sends again (latest outcome per identity)."""
+class Selection(Protocol):
+    """Which rows of a report a command takes (retry's ``RetrySelection``, detach's)."""
+
+    def selects(self, result: RowResult) -> bool: ...
+
+
+def pick_rows(report_path: Path, selection: Selection) -> PickedRows:
+    """The rows of a report that ``selection`` takes (latest outcome per identity), and
+    what the report says of the rows that did not succeed."""
     pinned = fingerprint(report_path)
     reader = ReportReader(report_path)
     chosen: list[Row] = []
     codes: Counter[str] = Counter()
     not_succeeded = 0
     for result in latest_by_key(reader).values():
-        if result.status in SUCCEEDED or result.status in REJECTED:
+        if result.status in REJECTED:
             continue
-        not_succeeded += 1
-        codes[result.error_code or str(result.status)] += 1
+        if result.status not in SUCCEEDED:
+            not_succeeded += 1
+            codes[result.error_code or str(result.status)] += 1
         if selection.selects(result):
             # A merged view's History and TotalAttempts are not input: the next fold
             # recomputes them.

@@ -657,6 +657,8 @@ async def test_describe_instances_empty_array_matches_nothing_absent_matches_all
         every = await h.v1("DescribeInstances", {"RegionId": REGION, "PageSize": "100"})
         names = [i["InstanceId"] for i in every.json["Instances"]["Instance"]]
         assert names == ["i-a", "i-b", "i-c", "i-vpc"]
+        blank = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": ""})
+        assert blank.json["TotalCount"] == 4  # a blank parameter is an absent one
 
 
 async def test_describe_instances_lock_reasons_status_zone_and_own_vpc() -> None:

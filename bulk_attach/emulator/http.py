@@ -345,8 +345,8 @@ def _after(token: str) -> str:
 
 
 def _describe_instances(model: EcsModel, account: str, p: dict[str, str]) -> dict[str, Any]:
-    # Absent InstanceIds: every instance; "[]": none (the model's None and empty filter).
-    ids = _instance_ids(p["InstanceIds"]) if "InstanceIds" in p else None
+    # Absent (or blank) InstanceIds: every instance; "[]": none.
+    ids = _instance_ids(p["InstanceIds"]) if p.get("InstanceIds") else None
     token_paging = bool(p.get("NextToken") or p.get("MaxResults"))
     if token_paging:
         size = _int_param(p, "MaxResults", DEFAULT_MAX_RESULTS, MIN_MAX_RESULTS, MAX_MAX_RESULTS)

@@ -6,8 +6,9 @@ HTTP status for a code from ``core/catalog.py`` and the model's ``variant``, and
 
 Variants
     ``"2018"`` follows the contract page (``AttachClassicLinkVpc.md``); ``"current"`` follows the
-    2024-12 doc. The model only chooses *codes*; statuses come from the catalog
-    (``CodeInfo.status`` for 2018, ``CodeInfo.current_status`` for current).
+    2024-12 doc. For detach, "2018" means the older detach page. The model only chooses
+    *codes*; statuses come from the catalog (``CodeInfo.status`` for 2018,
+    ``CodeInfo.current_status`` for current; an action's own table, ``DETACH_CODES``, first).
 
 AttachClassicLinkVpc checks, in this order (the first failing check answers):
 

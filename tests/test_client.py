@@ -15,6 +15,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ import aliyunsdkcore.auth.composer.rpc_signature_composer as core_composer  # ty
 import pytest
 from aiohttp import web
 from alibabacloud_tea_openapi.utils import Utils as TeaUtils  # type: ignore[import-untyped]
+from conftest import emulator_settings
 
 from bulk_attach.api import client as client_module
 from bulk_attach.api.client import (
@@ -37,6 +39,8 @@ from bulk_attach.api.client import (
 )
 from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.catalog import ErrorClass, LocalCode
+from bulk_attach.emulator.model import EcsModel, Instance, Vpc
+from bulk_attach.emulator.server import running_emulator
 from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
 from bulk_attach.settings import ClientSettings, SignatureVersion
 
@@ -168,6 +172,8 @@ class FakeEcs:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     respond: Responder | None = None
     endpoint: str = ""
+    # DescribeInstances: at most this many per page, whatever MaxResults asks (a capped server).
+    instance_page_cap: int = 100
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -226,18 +232,29 @@ class FakeEcs:
                 {
                     "InstanceId": i,
                     "RegionId": seen.params["RegionId"],
+                    "ZoneId": seen.params["RegionId"] + "-b",
                     "Status": "Running" if n % 2 == 0 else "Stopped",
-                    "InstanceNetworkType": "classic",
+                    "InstanceNetworkType": "vpc" if i.startswith("i-vpc") else "classic",
+                    "OperationLocks": {
+                        "LockReason": [{"LockReason": "security", "LockMsg": "held"}]
+                        if i.startswith("i-locked")
+                        else []
+                    },
+                    "VpcAttributes": {"VpcId": "vpc-home" if i.startswith("i-vpc") else ""},
                 }
                 for n, i in enumerate(ids)
                 if not i.startswith("i-gone")
             ]
+            size = min(int(seen.params["MaxResults"]), self.instance_page_cap)
+            start = int(seen.params.get("NextToken", "t0")[1:])
+            more = start + size < len(instances)
             return reply(
                 200,
                 {
                     "RequestId": rid,
                     "TotalCount": len(instances),
-                    "Instances": {"Instance": instances},
+                    "NextToken": f"t{start + size}" if more else "",
+                    "Instances": {"Instance": instances[start : start + size]},
                 },
             )
         if seen.action == "DescribeVpcAttribute":
@@ -248,6 +265,9 @@ class FakeEcs:
                     "VpcId": seen.params["VpcId"],
                     "RegionId": seen.params["RegionId"],
                     "ClassicLinkEnabled": seen.params["VpcId"] != "vpc-off",
+                    "Status": "Available",
+                    "CidrBlock": "192.168.0.0/16",
+                    "OwnerId": 1234567890123456,
                 },
             )
         return reply(404, error_body("InvalidAction.NotFound"))
@@ -425,15 +445,84 @@ async def test_count_classic_links(fake: FakeEcs) -> None:
 @pytest.mark.parametrize("signature", SIGNATURES)
 async def test_describe_instances(fake: FakeEcs, signature: SignatureVersion) -> None:
     async with make_client(fake, signature) as client:
-        found = await client.describe_instances(REGION, ["i-a", "i-gone", "i-b"])
+        found = await client.describe_instances(REGION, ["i-a", "i-gone", "i-locked", "i-vpc1"])
         assert await client.describe_instances(REGION, []) == []
+    zone = REGION + "-b"
     assert found == [
-        InstanceInfo("i-a", REGION, "Running", "classic"),
-        InstanceInfo("i-b", REGION, "Running", "classic"),
+        InstanceInfo("i-a", REGION, "Running", "classic", zone_id=zone),
+        InstanceInfo("i-locked", REGION, "Running", "classic", ("security",), zone_id=zone),
+        InstanceInfo("i-vpc1", REGION, "Stopped", "vpc", vpc_id="vpc-home", zone_id=zone),
     ]
+    assert [info.locked for info in found] == [False, True, False]
     [seen] = fake.seen  # the empty list sent nothing: it would have listed every instance
-    assert json.loads(seen.params["InstanceIds"]) == ["i-a", "i-gone", "i-b"]
-    assert seen.params["PageSize"] == "100"
+    assert json.loads(seen.params["InstanceIds"]) == ["i-a", "i-gone", "i-locked", "i-vpc1"]
+    assert seen.params["MaxResults"] == "100"
+    assert "PageNumber" not in seen.params
+    assert "NextToken" not in seen.params
+
+
+async def test_describe_instances_follows_next_token(fake: FakeEcs) -> None:
+    fake.instance_page_cap = 2
+    ids = [f"i-{n}" for n in range(5)]
+    gate = SpyGate(fake.timeline)
+    async with make_client(fake, gate=gate) as client:
+        found = await client.describe_instances(REGION, ids)
+    assert [info.instance_id for info in found] == ids
+    assert [seen.params.get("NextToken") for seen in fake.seen] == [None, "t2", "t4"]
+    assert gate.calls == [(REGION, "DescribeInstances")] * 3  # the gate sees every page
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        ({"NextToken": "same", "Instances": {"Instance": []}}, "NextToken"),
+        ({"NextToken": 7, "Instances": {"Instance": []}}, "NextToken"),
+        (
+            {"Instances": {"Instance": [{"InstanceId": "i-1", "OperationLocks": "x"}]}},
+            "OperationLocks.LockReason",
+        ),
+        (
+            {
+                "Instances": {
+                    "Instance": [
+                        {"InstanceId": "i-1", "OperationLocks": {"LockReason": [{"LockMsg": "?"}]}}
+                    ]
+                }
+            },
+            "OperationLocks.LockReason",
+        ),
+    ],
+)
+async def test_describe_instances_refuses_malformed_answers(
+    fake: FakeEcs, answer: dict[str, Any], what: str
+) -> None:
+    async def respond(seen: Seen) -> web.Response:
+        return reply(200, {"RequestId": "R-1", **answer})
+
+    fake.respond = respond
+    async with make_client(fake) as client:
+        with pytest.raises(ApiError) as info:
+            await client.describe_instances(REGION, ["i-1"])
+    assert info.value.code == LocalCode.INVALID_RESPONSE
+    assert what in str(info.value)
+    assert info.value.request_id == "R-1"
+    assert len(fake.seen) <= 2  # a repeated token stops at once, it does not page forever
+
+
+async def test_describe_instances_reads_a_lone_lock_and_absent_parts(fake: FakeEcs) -> None:
+    async def respond(seen: Seen) -> web.Response:
+        lone = {"LockReason": {"LockReason": "financial", "LockMsg": ""}}
+        instances = [
+            {"InstanceId": "i-1", "Status": "Running", "OperationLocks": lone},
+            {"InstanceId": "i-2", "Status": "Pending", "OperationLocks": {}, "VpcAttributes": ""},
+        ]
+        return reply(200, {"RequestId": "R-1", "Instances": {"Instance": instances}})
+
+    fake.respond = respond
+    async with make_client(fake) as client:
+        one, two = await client.describe_instances(REGION, ["i-1", "i-2"])
+    assert (one.lock_reasons, one.vpc_id, one.region_id) == (("financial",), None, REGION)
+    assert (two.lock_reasons, two.vpc_id, two.status) == ((), None, "Pending")
 
 
 @pytest.mark.parametrize("signature", SIGNATURES)
@@ -443,9 +532,79 @@ async def test_describe_vpc_attribute_uses_the_vpc_api_version(
     async with make_client(fake, signature) as client:
         on = await client.describe_vpc_attribute(REGION, "vpc-on")
         off = await client.describe_vpc_attribute(REGION, "vpc-off")
-    assert on == VpcInfo("vpc-on", REGION, True)
-    assert off == VpcInfo("vpc-off", REGION, False)
+    lifecycle = {"status": "Available", "cidr_block": "192.168.0.0/16"}
+    assert on == VpcInfo("vpc-on", REGION, True, **lifecycle, owner_id="1234567890123456")
+    assert off == VpcInfo("vpc-off", REGION, False, **lifecycle, owner_id="1234567890123456")
     assert {seen.version for seen in fake.seen} == {"2016-04-28"}
+
+
+# --- the client against the emulator: the lifecycle reads, end to end ----------------------
+
+
+def lifecycle_world() -> EcsModel:
+    model = EcsModel(variant="current")
+    model.add_region(REGION)
+    for n in range(120):
+        model.add_instance(Instance(f"i-{n:03}", REGION))
+    model.add_instance(
+        Instance("i-held", REGION, status="Stopped", lock_reasons=("financial", "security"))
+    )
+    model.add_instance(Instance("i-inner", REGION, network_type="vpc", vpc_id="vpc-a"))
+    model.add_instance(Instance("i-theirs", REGION, owner="other"))
+    model.add_vpc(Vpc("vpc-a", REGION))
+    model.add_vpc(Vpc("vpc-b", REGION, classic_link_enabled=False, status="Pending"))
+    for n in range(0, 120, 3):
+        model.link(f"i-{n:03}", "vpc-a")
+    return model
+
+
+@asynccontextmanager
+async def emulated_client() -> AsyncIterator[tuple[EcsClient, EcsModel]]:
+    async with running_emulator(lifecycle_world(), emulator_settings()) as running:
+        settings = ClientSettings(endpoint=running.endpoint, connect_timeout=5.0)
+        creds = Credentials(running.access_key_id, running.access_key_secret, source="test")
+        async with EcsClient(settings, creds) as client:
+            yield client, running.model
+
+
+async def test_lifecycle_reads_against_the_emulator() -> None:
+    async with emulated_client() as (client, model):
+        ids = [f"i-{n:03}" for n in range(97)] + ["i-held", "i-inner", "i-theirs"]
+        found = {info.instance_id: info for info in await client.describe_instances(REGION, ids)}
+        assert len(found) == 99  # another account's instance is absent
+        assert found["i-held"].lock_reasons == ("financial", "security")
+        assert found["i-held"].status == "Stopped"
+        assert found["i-inner"].vpc_id == "vpc-a"
+        assert found["i-000"] == InstanceInfo(
+            "i-000", REGION, "Running", "classic", zone_id=f"{REGION}-a"
+        )
+        vpc_b = await client.describe_vpc_attribute(REGION, "vpc-b")
+        assert (vpc_b.classic_link_enabled, vpc_b.status, vpc_b.cidr_block) == (
+            False,
+            "Pending",
+            "172.16.0.0/12",
+        )
+        assert vpc_b.owner_id.isdigit()
+        with pytest.raises(ApiError) as info:
+            await client.describe_vpc_attribute(REGION, "vpc-nope")
+        assert (info.value.code, info.value.http_status) == ("InvalidVpcID.NotFound", 404)
+        assert info.value.error_class is ErrorClass.PERMANENT
+        links = await client.describe_classic_link_instances(REGION, instance_ids=ids[:100])
+        assert links == [Link(f"i-{n:03}", "vpc-a") for n in range(0, 97, 3)]
+        assert len(model.links) == 40
+
+
+async def test_detach_against_the_emulator_answers_the_current_page() -> None:
+    async with emulated_client() as (client, model):
+        assert await client.detach_classic_link_vpc(REGION, "i-000", "vpc-a")
+        assert "i-000" not in model.links
+        with pytest.raises(ApiError) as info:
+            await client.detach_classic_link_vpc(REGION, "i-000", "vpc-a")  # not linked now
+        assert (info.value.code, info.value.http_status) == ("OperationDenied", 403)
+        assert info.value.error_class is ErrorClass.PERMANENT
+        with pytest.raises(ApiError) as info:
+            await client.detach_classic_link_vpc(REGION, "i-theirs", "vpc-a")
+        assert (info.value.code, info.value.http_status) == ("InvalidInstanceId.NotFound", 403)
 
 
 # --- error answers ---------------------------------------------------------------------------

@@ -639,22 +639,167 @@ async def test_describe_instances_takes_a_json_array() -> None:
         assert instances["i-a"] == {
             "InstanceId": "i-a",
             "RegionId": REGION,
+            "ZoneId": f"{REGION}-a",
             "Status": "Running",
             "InstanceNetworkType": "classic",
+            "OperationLocks": {"LockReason": []},
+            "VpcAttributes": {"VpcId": ""},
         }
         for bad in ("[1, 2]", "i-a,i-b", json.dumps([f"i-{n}" for n in range(101)])):
             answer = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": bad})
             assert (answer.status, answer.code) == (400, "InvalidParameter")
 
 
-async def test_describe_vpc_attribute_on_the_vpc_api() -> None:
+async def test_describe_instances_empty_array_matches_nothing_absent_matches_all() -> None:
     async with harness() as h:
+        empty = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": "[]"})
+        assert (empty.json["TotalCount"], empty.json["Instances"]["Instance"]) == (0, [])
+        every = await h.v1("DescribeInstances", {"RegionId": REGION, "PageSize": "100"})
+        names = [i["InstanceId"] for i in every.json["Instances"]["Instance"]]
+        assert names == ["i-a", "i-b", "i-c", "i-vpc"]
+        blank = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": ""})
+        assert blank.json["TotalCount"] == 4  # a blank parameter is an absent one
+
+
+async def test_describe_instances_lock_reasons_status_zone_and_own_vpc() -> None:
+    model = make_world()
+    model.add_instance(
+        Instance("i-held", REGION, status="Stopping", lock_reasons=("financial", "security"))
+    )
+    model.add_instance(Instance("i-old", REGION, locked=True, zone_id="cn-hangzhou-h"))
+    model.add_instance(Instance("i-in", REGION, network_type="vpc", vpc_id="vpc-a"))
+    async with harness(model) as h:
+        ids = json.dumps(["i-held", "i-old", "i-in"])
+        answer = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": ids})
+        found = {i["InstanceId"]: i for i in answer.json["Instances"]["Instance"]}
+        held = found["i-held"]
+        assert held["Status"] == "Stopping"
+        assert [lock["LockReason"] for lock in held["OperationLocks"]["LockReason"]] == [
+            "financial",
+            "security",
+        ]
+        assert all(lock["LockMsg"] for lock in held["OperationLocks"]["LockReason"])
+        assert found["i-old"]["OperationLocks"]["LockReason"][0]["LockReason"] == "security"
+        assert found["i-old"]["ZoneId"] == "cn-hangzhou-h"
+        assert found["i-in"]["VpcAttributes"]["VpcId"] == "vpc-a"
+        xml = await h.v1("DescribeInstances", {"RegionId": REGION, "InstanceIds": ids}, fmt="XML")
+        root = parse_xml(xml.text)
+        reasons = root.findall("./Instances/Instance/OperationLocks/LockReason/LockReason")
+        assert sorted(r.text or "" for r in reasons) == ["financial", "security", "security"]
+
+
+async def test_describe_instances_pages_with_max_results_and_next_token() -> None:
+    model = make_world()
+    for n in range(25):
+        model.add_instance(Instance(f"i-p{n:02}", REGION))
+    wanted = [f"i-p{n:02}" for n in range(25)]
+    async with harness(model) as h:
+        seen: list[str] = []
+        token = ""
+        pages = 0
+        while True:
+            params = {"RegionId": REGION, "InstanceIds": json.dumps(wanted), "MaxResults": "10"}
+            if token:
+                params["NextToken"] = token
+            answer = await h.v1("DescribeInstances", params)
+            assert answer.status == 200, answer.text
+            seen += [i["InstanceId"] for i in answer.json["Instances"]["Instance"]]
+            pages += 1
+            token = answer.json["NextToken"]
+            if not token:
+                break
+        assert (seen, pages) == (wanted, 3)
+        # NextToken alone pages by the default of 10; the old PageNumber paging still works.
+        first = await h.v1("DescribeInstances", {"RegionId": REGION, "MaxResults": "10"})
+        second = await h.v1(
+            "DescribeInstances", {"RegionId": REGION, "NextToken": first.json["NextToken"]}
+        )
+        assert len(second.json["Instances"]["Instance"]) == 10
+        old = await h.v1(
+            "DescribeInstances", {"RegionId": REGION, "PageNumber": "3", "PageSize": "10"}
+        )
+        assert (old.json["PageNumber"], old.json["TotalCount"]) == (3, 29)
+        assert len(old.json["Instances"]["Instance"]) == 9
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"MaxResults": "9"}, {"MaxResults": "101"}, {"MaxResults": "x"}, {"NextToken": "bogus"}],
+)
+async def test_describe_instances_paging_rules(params: dict[str, str]) -> None:
+    async with harness() as h:
+        answer = await h.v1("DescribeInstances", {"RegionId": REGION, **params})
+        assert (answer.status, answer.code) == (400, "InvalidParameter")
+
+
+async def test_describe_links_by_instance_ids_with_and_without_vpc() -> None:
+    model = make_world()
+    model.add_vpc(Vpc("vpc-b", REGION))
+    model.link("i-b", "vpc-b")
+    async with harness(model) as h:
+        ids = {"RegionId": REGION, "InstanceId": "i-a,i-b,i-c,i-nope"}
+        answer = await h.v1("DescribeClassicLinkInstances", ids)
+        assert answer.json["Links"]["Link"] == [
+            {"InstanceId": "i-b", "VpcId": "vpc-b"},
+            {"InstanceId": "i-c", "VpcId": "vpc-a"},
+        ]
+        narrowed = await h.v1("DescribeClassicLinkInstances", {**ids, "VpcId": "vpc-b"})
+        assert narrowed.json["Links"]["Link"] == [{"InstanceId": "i-b", "VpcId": "vpc-b"}]
+        hundred = ",".join(["i-b"] + [f"i-x{n}" for n in range(99)])
+        full = await h.v1(
+            "DescribeClassicLinkInstances", {"RegionId": REGION, "InstanceId": hundred}
+        )
+        assert full.json["TotalCount"] == 1
+
+
+DETACH_STATUSES = [
+    # (variant, instance, vpc, region, code, status)
+    ("2018", "i-c", "vpc-x", REGION, "InvalidVpcId.Malformed", 400),
+    ("current", "i-c", "vpc-x", REGION, "InvalidVpcId.Malformed", 403),
+    ("2018", "i-c", "vpc-a", "cn-nowhere", "InvalidRegionId.Malformed", 400),
+    ("current", "i-c", "vpc-a", "cn-nowhere", "InvalidRegionId.Malformed", 403),
+    ("2018", "i-vpc", "vpc-a", REGION, "InvalidInstanceId.MalFormed", 400),
+    ("current", "i-vpc", "vpc-a", REGION, "InvalidInstanceId.MalFormed", 403),
+    ("2018", "i-nope", "vpc-a", REGION, "InvalidInstanceId.NotFound", 403),
+    ("2018", "i-theirs", "vpc-a", REGION, "InvalidInstanceId.NotBelong", 403),
+    ("current", "i-theirs", "vpc-a", REGION, "InvalidInstanceId.NotFound", 403),
+    ("2018", "i-a", "vpc-a", REGION, "OperationDenied", 403),
+    ("current", "i-a", "vpc-a", REGION, "OperationDenied", 403),
+]
+
+
+@pytest.mark.parametrize(
+    ("variant", "instance", "vpc", "region", "code", "status"), DETACH_STATUSES
+)
+async def test_detach_errors_take_the_detach_pages_statuses(
+    *, variant: str, instance: str, vpc: str, region: str, code: str, status: int
+) -> None:
+    model = make_world(variant)
+    model.add_instance(Instance("i-theirs", REGION, owner="other"))
+    async with harness(model) as h:
+        params = {"RegionId": region, "InstanceId": instance, "VpcId": vpc}
+        answer = await h.v1("DetachClassicLinkVpc", params)
+        assert (answer.status, answer.code) == (status, code)
+        assert h.running.model.links == {"i-c": "vpc-a"}
+
+
+async def test_describe_vpc_attribute_on_the_vpc_api() -> None:
+    model = make_world()
+    model.add_vpc(Vpc("vpc-new", REGION, status="Pending", cidr_block="10.0.0.0/8"))
+    async with harness(model) as h:
         answer = await h.v1(
             "DescribeVpcAttribute", {"RegionId": REGION, "VpcId": "vpc-off"}, version=VPC
         )
         assert answer.status == 200, answer.text
-        assert answer.json["ClassicLinkEnabled"] is False
-        assert (answer.json["VpcId"], answer.json["RegionId"]) == ("vpc-off", REGION)
+        body = answer.json
+        assert body["ClassicLinkEnabled"] is False
+        assert (body["VpcId"], body["RegionId"], body["Status"]) == ("vpc-off", REGION, "Available")
+        assert body["CidrBlock"] == "172.16.0.0/12"
+        assert isinstance(body["OwnerId"], int)
+        new = await h.v1(
+            "DescribeVpcAttribute", {"RegionId": REGION, "VpcId": "vpc-new"}, version=VPC
+        )
+        assert (new.json["Status"], new.json["CidrBlock"]) == ("Pending", "10.0.0.0/8")
         xml = await h.v1(
             "DescribeVpcAttribute", {"RegionId": REGION, "VpcId": "vpc-a"}, version=VPC, fmt="XML"
         )
@@ -662,7 +807,7 @@ async def test_describe_vpc_attribute_on_the_vpc_api() -> None:
         missing = await h.v1(
             "DescribeVpcAttribute", {"RegionId": REGION, "VpcId": "vpc-x"}, version=VPC
         )
-        assert (missing.status, missing.code) == (404, "InvalidVpcId.NotFound")
+        assert (missing.status, missing.code) == (404, "InvalidVpcID.NotFound")
         assert missing.json["HostId"] == f"vpc.{REGION}.aliyuncs.com"
 
 

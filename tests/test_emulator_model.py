@@ -17,9 +17,18 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bulk_attach.core.catalog import CATALOG
+from bulk_attach.core.catalog import CATALOG, DETACH_CODES
 from bulk_attach.emulator.http import http_status
-from bulk_attach.emulator.model import VARIANTS, EcsModel, Instance, ModelError, Vpc
+from bulk_attach.emulator.model import (
+    DEFAULT_LOCK_REASON,
+    DETACH_WHEN_NOT_LINKED,
+    VARIANTS,
+    EcsModel,
+    Instance,
+    ModelError,
+    Vpc,
+    owner_id,
+)
 from bulk_attach.emulator.world import (
     dump_world,
     load_world,
@@ -284,53 +293,144 @@ def test_detach_removes_the_link() -> None:
     assert m.links[INST] == VPC2
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+DETACH_RULES = [
+    # (case, region, instance, vpc, account, 2018 code, current code)
+    ("unknown region", "cn-nowhere", "i-bp1elsewhere", VPC2, ME,
+     "InvalidRegionId.Malformed", "InvalidRegionId.Malformed"),
+    ("malformed vpc id", HZ, "i-bp1elsewhere", "bad", ME,
+     "InvalidVpcId.Malformed", "InvalidVpcId.Malformed"),
+    ("unknown vpc", HZ, "i-bp1elsewhere", "vpc-bp1nothere", ME,
+     "InvalidVpcId.Malformed", "InvalidVpcId.Malformed"),
+    ("vpc of another account", HZ, "i-bp1elsewhere", "vpc-bp1theirs", ME,
+     "InvalidVpcId.Malformed", "InvalidVpcId.Malformed"),
+    ("unknown instance", HZ, "i-bp1nothere", VPC2, ME,
+     "InvalidInstanceId.NotFound", "InvalidInstanceId.NotFound"),
+    ("instance of another account", HZ, "i-bp1theirs", VPC2, ME,
+     "InvalidInstanceId.NotBelong", "InvalidInstanceId.NotFound"),
+    ("not a classic instance", HZ, "i-bp1vpc", VPC2, ME,
+     "InvalidInstanceId.MalFormed", "InvalidInstanceId.MalFormed"),
+    ("request region is not the instance's", SH, "i-bp1elsewhere", VPC2, ME,
+     "InvalidRegionId.Malformed", "InvalidRegionId.Malformed"),
+    ("instance and vpc in different regions", HZ, "i-bp1elsewhere", VPC_SH, ME,
+     "InvalidRegionId.Malformed", "InvalidRegionId.Malformed"),
+    ("locked", HZ, "i-bp1locked", VPC2, ME,
+     "InvalidStatus.InstanceLocked", "InvalidStatus.InstanceLocked"),
+    ("starting", HZ, "i-bp1starting", VPC2, ME,
+     "InvalidStatus.InstanceStatus", "InvalidStatus.InstanceStatus"),
+    ("pending", HZ, "i-bp1pending", VPC2, ME,
+     "InvalidStatus.InstanceStatus", "InvalidStatus.InstanceStatus"),
+    ("linked to another vpc", HZ, "i-bp1elsewhere", VPC, ME,
+     "OperationDenied", "OperationDenied"),
+    ("not linked", HZ, INST, VPC2, ME, "OperationDenied", "OperationDenied"),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("region", "instance_id", "vpc_id", "code_2018", "code_current"),
-    [
-        ("cn-nowhere", "i-bp1elsewhere", VPC2, "InvalidRegionId.Malformed",
-         "InvalidRegionId.NotFound"),
-        (HZ, "i-bp1elsewhere", "bad", "InvalidVpcId.Malformed", "InvalidVpcId.Malformed"),
-        (HZ, "i-bp1nothere", VPC2, "InvalidInstanceId.NotFound", "InvalidInstanceId.NotFound"),
-        (HZ, "i-bp1theirs", VPC2, "InvalidInstanceId.NotBelong", "InvalidInstanceId.NotBelong"),
-        (SH, "i-bp1elsewhere", VPC2, "InvalidRegionId.Malformed",
-         "InvalidInstanceId.LimitedRegion"),
-        (HZ, "i-bp1elsewhere", VPC, "OperationDenied", "OperationDenied"),
-        (HZ, INST, VPC2, "OperationDenied", "OperationDenied"),
-    ],
-)  # fmt: skip
-def test_detach_errors(
-    *, variant: str, region: str, instance_id: str, vpc_id: str, code_2018: str, code_current: str
+    ("case", "region", "instance_id", "vpc_id", "account", "code_2018", "code_current"),
+    DETACH_RULES,
+    ids=[r[0] for r in DETACH_RULES],
+)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_detach_rule_answers_its_code_and_changes_nothing(
+    *,
+    variant: str,
+    case: str,
+    region: str,
+    instance_id: str,
+    vpc_id: str,
+    account: str,
+    code_2018: str,
+    code_current: str,
 ) -> None:
     m = make_model(variant)
+    m.instances["i-bp1locked"].status = "Starting"  # the lock is checked before the status
     with pytest.raises(ModelError) as info:
-        m.detach(ME, region, instance_id, vpc_id)
-    assert info.value.code == (code_2018 if variant == "2018" else code_current)
+        m.detach(account, region, instance_id, vpc_id)
+    code = info.value.code
+    assert code == (code_2018 if variant == "2018" else code_current), case
+    assert code in CATALOG
+    own = DETACH_CODES[code]  # every detach code has the detach page's message and status
+    assert info.value.message == own.message or code == "OperationDenied"
+    assert own.status_for(variant) is not None
     assert m.links == {"i-bp1elsewhere": VPC2}
+    assert m.detach_attempts[instance_id] == 1
 
 
-@pytest.mark.parametrize(
-    ("change", "code"),
-    [("locked", "InvalidStatus.InstanceLocked"), ("starting", "InvalidStatus.InstanceStatus")],
-)
-def test_detach_needs_an_idle_running_or_stopped_instance(change: str, code: str) -> None:
-    m = make_model()
-    inst = m.instances["i-bp1elsewhere"]
-    if change == "locked":
-        inst.locked = True
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_detach_statuses_follow_the_detach_pages(variant: str) -> None:
+    statuses = {code: DETACH_CODES[code].status_for(variant) for code in DETACH_CODES}
+    malformed = {
+        "InvalidRegionId.Malformed",
+        "InvalidVpcId.Malformed",
+        "InvalidInstanceId.MalFormed",
+    }
+    if variant == "current":
+        assert set(statuses.values()) - {None} == {403}
+        assert statuses["InvalidInstanceId.NotBelong"] is None  # not on the current page
     else:
-        inst.status = "Starting"
-    with pytest.raises(ModelError) as info:
-        m.detach(ME, HZ, "i-bp1elsewhere", VPC2)
-    assert info.value.code == code
-    assert m.links["i-bp1elsewhere"] == VPC2
+        assert {statuses[code] for code in malformed} == {400}
+        assert {s for code, s in statuses.items() if code not in malformed} == {403}
 
 
-def test_detach_not_linked_message_says_so() -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("instance_id", ["i-bp1elsewhere", "i-bp1stopped"])
+def test_detach_from_a_running_or_stopped_instance(variant: str, instance_id: str) -> None:
+    m = make_model(variant)
+    m.link("i-bp1stopped", VPC2)
+    m.detach(ME, HZ, instance_id, VPC2)
+    assert instance_id not in m.links
+    assert m.link_count(VPC2) == 1
+
+
+def test_detach_not_linked_messages_tell_the_two_cases_apart() -> None:
     m = make_model()
-    with pytest.raises(ModelError) as info:
+    with pytest.raises(ModelError) as not_linked:
         m.detach(ME, HZ, INST, VPC)
-    assert "not linked" in info.value.message
+    with pytest.raises(ModelError) as elsewhere:
+        m.detach(ME, HZ, "i-bp1elsewhere", VPC)
+    assert "not linked" in not_linked.value.message
+    assert "another VPC" in elsewhere.value.message
+    assert DETACH_WHEN_NOT_LINKED["not_linked"] == ("OperationDenied", not_linked.value.message)
+
+
+def test_detach_when_not_linked_is_one_changeable_assumption() -> None:
+    table = {"not_linked": None, "linked_elsewhere": ("InvalidParameter", "elsewhere")}
+    m = EcsModel(regions=[HZ], detach_when_not_linked=table)
+    m.add_vpc(Vpc(VPC, HZ))
+    m.add_vpc(Vpc(VPC2, HZ))
+    m.add_instance(Instance(INST, HZ))
+    m.add_instance(Instance("i-bp1elsewhere", HZ))
+    m.link("i-bp1elsewhere", VPC2)
+    m.detach(ME, HZ, INST, VPC)  # succeeds, changes nothing, and is counted
+    assert m.noop_detaches == {INST: 1}
+    assert m.snapshot()["noop_detaches"] == {INST: 1}
+    with pytest.raises(ModelError, match="InvalidParameter: elsewhere"):
+        m.detach(ME, HZ, "i-bp1elsewhere", VPC)
+    assert m.links == {"i-bp1elsewhere": VPC2}
+    with pytest.raises(ValueError, match="detach_when_not_linked"):
+        EcsModel(detach_when_not_linked={"not_linked": None})
+
+
+@pytest.mark.parametrize("reason", ["financial", "security", "Recycling"])
+def test_any_lock_reason_blocks_attach_and_detach(reason: str) -> None:
+    m = make_model()
+    m.add_instance(Instance("i-bp1held", HZ, lock_reasons=[reason]))
+    m.link("i-bp1held", VPC2)
+    assert code_of(m, HZ, "i-bp1held", VPC) == "InvalidStatus.InstanceLocked"
+    with pytest.raises(ModelError, match="InstanceLocked"):
+        m.detach(ME, HZ, "i-bp1held", VPC2)
+
+
+def test_locked_is_a_view_of_the_lock_reasons() -> None:
+    inst = Instance("i-a", HZ, locked=True)
+    assert (inst.locked, inst.lock_reasons) == (True, (DEFAULT_LOCK_REASON,))
+    held = Instance("i-b", HZ, lock_reasons=("financial", "refunded"))
+    assert held.locked is True
+    held.locked = True  # keeps the reasons it has
+    assert held.lock_reasons == ("financial", "refunded")
+    held.locked = False
+    assert (held.locked, held.lock_reasons) == (False, ())
+    assert Instance("i-c", HZ) == Instance("i-c", HZ, locked=False, zone_id=f"{HZ}-a")
 
 
 # ---------------------------------------------------------------------------- describes
@@ -367,7 +467,12 @@ def test_describe_instances_leaves_out_unknown_foreign_and_other_region() -> Non
         (INST, "classic"),
         ("i-bp1vpc", "vpc"),
     ]
-    assert m.describe_instances(ME, HZ, []) == []
+    assert m.describe_instances(ME, HZ, []) == []  # an empty filter matches nothing
+    every = [i.instance_id for i in m.describe_instances(ME, HZ)]  # no filter: all of mine
+    assert every == sorted(every)
+    assert INST in every
+    assert "i-bp1theirs" not in every
+    assert "i-uf6sh" not in every
     with pytest.raises(ModelError):
         m.describe_instances(ME, "cn-nowhere", [INST])
 
@@ -380,11 +485,17 @@ def test_describe_vpc(variant: str) -> None:
     for region, vpc_id in ((HZ, "vpc-bp1theirs"), (HZ, "vpc-bp1nothere"), (SH, VPC)):
         with pytest.raises(ModelError) as info:
             m.describe_vpc(ME, region, vpc_id)
-        assert info.value.code == "InvalidVpcId.NotFound"
+        assert info.value.code == "InvalidVpcID.NotFound"  # an assumption: VPC_NOT_FOUND
     with pytest.raises(ModelError) as info:
         m.describe_vpc(ME, "cn-nowhere", VPC)
     expected = "InvalidRegionId.Malformed" if variant == "2018" else "InvalidRegionId.NotFound"
     assert info.value.code == expected
+
+
+def test_owner_id_is_a_stable_number() -> None:
+    assert owner_id("1234567890123456") == 1234567890123456
+    assert owner_id("default") == owner_id("default") != owner_id(OTHER)
+    assert len(str(owner_id("default"))) == 16
 
 
 def test_snapshot_is_json_and_matches_the_links() -> None:
@@ -504,6 +615,40 @@ def test_dump_and_save_round_trip(tmp_path: Path) -> None:
     assert dump_world(load_world(out)) == dump_world(EcsModel())
 
 
+LIFECYCLE_WORLD: dict[str, Any] = {
+    "instances": [
+        {"InstanceId": "i-fin", "RegionId": HZ, "LockReasons": ["financial", "security"]},
+        {"InstanceId": "i-old", "RegionId": HZ, "Locked": True},
+        {"InstanceId": "i-zone", "RegionId": HZ, "ZoneId": "cn-hangzhou-h", "Status": "Stopped"},
+        {"InstanceId": "i-inner", "RegionId": HZ, "InstanceNetworkType": "vpc", "VpcId": "vpc-b"},
+        {"InstanceId": "i-theirs", "RegionId": HZ, "Owner": "1234567890123456"},
+    ],
+    "vpcs": [
+        {"VpcId": "vpc-a", "RegionId": HZ, "ClassicLinkEnabled": False, "Quota": 2},
+        {"VpcId": "vpc-b", "RegionId": HZ, "Status": "Pending", "CidrBlock": "10.0.0.0/8"},
+    ],
+}
+
+
+def test_world_describes_the_lifecycle_fields(tmp_path: Path) -> None:
+    m = load_world(write_world(tmp_path, LIFECYCLE_WORLD))
+    inst = m.instances
+    assert inst["i-fin"].lock_reasons == ("financial", "security")
+    assert inst["i-old"].lock_reasons == (DEFAULT_LOCK_REASON,)
+    assert (inst["i-zone"].zone_id, inst["i-zone"].status) == ("cn-hangzhou-h", "Stopped")
+    assert (inst["i-fin"].zone_id, inst["i-inner"].vpc_id) == (f"{HZ}-a", "vpc-b")
+    assert inst["i-theirs"].owner == "1234567890123456"
+    vpc_a, vpc_b = m.vpcs["vpc-a"], m.vpcs["vpc-b"]
+    assert (vpc_a.classic_link_enabled, vpc_a.quota, vpc_a.status) == (False, 2, "Available")
+    assert (vpc_b.status, vpc_b.cidr_block) == ("Pending", "10.0.0.0/8")
+    out = tmp_path / "out.json"
+    save_world(m, out)
+    assert dump_world(load_world(out)) == dump_world(m)
+    dumped = {e["InstanceId"]: e for e in dump_world(m)["instances"]}
+    assert dumped["i-old"]["LockReasons"] == ["security"]
+    assert dumped["i-zone"]["ZoneId"] == "cn-hangzhou-h"
+
+
 def broken(**changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(json.dumps(MINIMAL))
     for key, value in changes.items():
@@ -565,6 +710,45 @@ def broken(**changes: Any) -> dict[str, Any]:
         (broken(links=[{"InstanceId": "i-c", "VpcId": "vpc-a"}]), "not a classic instance"),
         (broken(links=[{"InstanceId": "i-b", "VpcId": "vpc-a"}]), "different accounts"),
         (broken(links=[{"InstanceId": "i-a"}]), "links[0] (i-a): missing VpcId"),
+        (
+            broken(instances=[{"InstanceId": "i-a", "RegionId": HZ, "LockReasons": "security"}]),
+            "LockReasons must be a list of strings",
+        ),
+        (
+            broken(instances=[{"InstanceId": "i-a", "RegionId": HZ, "LockReasons": ["Security"]}]),
+            "LockReason 'Security' is not one of",
+        ),
+        (
+            broken(
+                instances=[{"InstanceId": "i-a", "RegionId": HZ, "LockReasons": ["refunded"] * 2}]
+            ),
+            "lists a reason twice",
+        ),
+        (
+            broken(
+                instances=[
+                    {
+                        "InstanceId": "i-a",
+                        "RegionId": HZ,
+                        "Locked": False,
+                        "LockReasons": ["refunded"],
+                    }
+                ]
+            ),
+            "Locked is false but LockReasons are given",
+        ),
+        (
+            broken(instances=[{"InstanceId": "i-a", "RegionId": HZ, "VpcId": "vpc-a"}]),
+            "VpcId is for a VPC-type instance",
+        ),
+        (
+            broken(vpcs=[{"VpcId": "vpc-a", "RegionId": HZ, "Status": "Gone"}]),
+            "vpcs[0] (vpc-a): Status 'Gone' is not one of ['Available', 'Pending']",
+        ),
+        (
+            broken(vpcs=[{"VpcId": "vpc-a", "RegionId": HZ, "CidrBlock": ""}]),
+            "CidrBlock must be a non-empty string",
+        ),
     ],
 )
 def test_world_errors_name_the_file_and_the_entry(tmp_path: Path, data: Any, fragment: str) -> None:

@@ -60,6 +60,10 @@ class Sdk(Protocol):
     def detach(self, region: str, instance: str, vpc: str) -> dict[str, Any]: ...
     def links(self, region: str, vpc: str) -> dict[str, Any]: ...
     def instances(self, region: str, ids: list[str]) -> dict[str, Any]: ...
+    def instances_page(
+        self, region: str, ids: list[str], max_results: int, token: str
+    ) -> dict[str, Any]: ...
+    def links_of(self, region: str, ids: list[str], vpc: str | None) -> dict[str, Any]: ...
     def vpc(self, region: str, vpc: str) -> dict[str, Any]: ...
 
 
@@ -113,6 +117,23 @@ class TeaSdk:
             region_id=region, instance_ids=json.dumps(ids), page_size=100
         )
         return self._run(lambda: self.ecs.describe_instances(request))
+
+    def instances_page(
+        self, region: str, ids: list[str], max_results: int, token: str
+    ) -> dict[str, Any]:
+        request = ecs_models.DescribeInstancesRequest(
+            region_id=region,
+            instance_ids=json.dumps(ids),
+            max_results=max_results,
+            next_token=token or None,
+        )
+        return self._run(lambda: self.ecs.describe_instances(request))
+
+    def links_of(self, region: str, ids: list[str], vpc: str | None) -> dict[str, Any]:
+        request = ecs_models.DescribeClassicLinkInstancesRequest(
+            region_id=region, instance_id=",".join(ids), vpc_id=vpc, page_size="100"
+        )
+        return self._run(lambda: self.ecs.describe_classic_link_instances(request))
 
     def vpc(self, region: str, vpc: str) -> dict[str, Any]:
         # The VPC SDK is not installed; the generic OpenAPI call signs the same way.
@@ -179,6 +200,24 @@ class CoreSdk:
         params = {"RegionId": region, "InstanceIds": json.dumps(ids), "PageSize": "100"}
         return self._run("DescribeInstances", params, post=False)
 
+    def instances_page(
+        self, region: str, ids: list[str], max_results: int, token: str
+    ) -> dict[str, Any]:
+        params = {
+            "RegionId": region,
+            "InstanceIds": json.dumps(ids),
+            "MaxResults": str(max_results),
+        }
+        if token:
+            params["NextToken"] = token
+        return self._run("DescribeInstances", params, post=True)
+
+    def links_of(self, region: str, ids: list[str], vpc: str | None) -> dict[str, Any]:
+        params = {"RegionId": region, "InstanceId": ",".join(ids), "PageSize": "100"}
+        if vpc:
+            params["VpcId"] = vpc
+        return self._run("DescribeClassicLinkInstances", params, post=True)
+
     def vpc(self, region: str, vpc: str) -> dict[str, Any]:
         params = {"RegionId": region, "VpcId": vpc}
         return self._run("DescribeVpcAttribute", params, version="2016-04-28", post=True)
@@ -213,10 +252,21 @@ def make_world(variant: str) -> EcsModel:
     model.add_instance(Instance("i-stopping", REGION, status="Stopping"))
     model.add_instance(Instance("i-theirs", REGION, owner="someone-else"))
     model.add_instance(Instance("i-far", OTHER_REGION))
+    model.add_instance(
+        Instance(
+            "i-held",
+            REGION,
+            status="Stopped",
+            lock_reasons=("financial", "Recycling"),
+            zone_id="cn-hangzhou-h",
+        )
+    )
+    model.add_instance(Instance("i-inner", REGION, network_type="vpc", vpc_id="vpc-ok"))
     model.add_vpc(Vpc("vpc-ok", REGION))
     model.add_vpc(Vpc("vpc-other", REGION))
     model.add_vpc(Vpc("vpc-off", REGION, classic_link_enabled=False))
     model.add_vpc(Vpc("vpc-full", REGION, quota=1))
+    model.add_vpc(Vpc("vpc-new", REGION, status="Pending", cidr_block="10.0.0.0/8"))
     model.link("i-linked", "vpc-other")
     model.link("i-full", "vpc-full")
     return model
@@ -337,14 +387,146 @@ async def test_every_documented_attach_error(kind: str, variant: str) -> None:
         assert running.model.links.get("i-ok") is None
 
 
+# (instance, vpc, region) -> 2018 code and status (the older detach page), current code (403).
+DETACH_ERRORS = [
+    # Not linked, and linked to another VPC: both assumed (model.DETACH_WHEN_NOT_LINKED).
+    ("i-ok", "vpc-ok", REGION, "OperationDenied", 403, "OperationDenied"),
+    ("i-linked", "vpc-ok", REGION, "OperationDenied", 403, "OperationDenied"),
+    ("i-nope", "vpc-ok", REGION, "InvalidInstanceId.NotFound", 403, "InvalidInstanceId.NotFound"),
+    (
+        "i-theirs",
+        "vpc-ok",
+        REGION,
+        "InvalidInstanceId.NotBelong",
+        403,
+        "InvalidInstanceId.NotFound",
+    ),
+    ("i-vpc", "vpc-ok", REGION, "InvalidInstanceId.MalFormed", 400, "InvalidInstanceId.MalFormed"),
+    ("i-ok", "bad-id", REGION, "InvalidVpcId.Malformed", 400, "InvalidVpcId.Malformed"),
+    (
+        "i-ok",
+        "vpc-ok",
+        "xx-nowhere-1",
+        "InvalidRegionId.Malformed",
+        400,
+        "InvalidRegionId.Malformed",
+    ),
+    ("i-far", "vpc-ok", REGION, "InvalidRegionId.Malformed", 400, "InvalidRegionId.Malformed"),
+    (
+        "i-locked",
+        "vpc-ok",
+        REGION,
+        "InvalidStatus.InstanceLocked",
+        403,
+        "InvalidStatus.InstanceLocked",
+    ),
+    (
+        "i-stopping",
+        "vpc-ok",
+        REGION,
+        "InvalidStatus.InstanceStatus",
+        403,
+        "InvalidStatus.InstanceStatus",
+    ),
+]
+
+
+@pytest.mark.parametrize("variant", ["2018", "current"])
 @pytest.mark.parametrize("kind", SDKS)
-async def test_detach_errors(kind: str) -> None:
+async def test_every_detach_error(kind: str, variant: str) -> None:
+    async with emulator(variant) as running:
+        sdk = make_sdk(kind, running)
+        for instance, vpc, region, code_2018, status_2018, code_current in DETACH_ERRORS:
+            code, status = (code_2018, status_2018) if variant == "2018" else (code_current, 403)
+            error = await expect_error(lambda: sdk.detach(region, instance, vpc))  # noqa: B023
+            assert (error.code, error.status) == (code, status), (instance, vpc, region)
+            assert issubclass(error.kind, expected_class(kind, status))
+        assert running.model.links == {"i-linked": "vpc-other", "i-full": "vpc-full"}
+        # Stopped is allowed as well as Running.
+        running.model.instances["i-linked"].status = "Stopped"
+        assert (await in_thread(lambda: sdk.detach(REGION, "i-linked", "vpc-other")))["RequestId"]
+        assert "i-linked" not in running.model.links
+
+
+@pytest.mark.parametrize("kind", SDKS)
+async def test_describe_instances_lifecycle_fields(kind: str) -> None:
     async with emulator() as running:
         sdk = make_sdk(kind, running)
-        error = await expect_error(lambda: sdk.detach(REGION, "i-ok", "vpc-ok"))
-        assert (error.code, error.status) == ("OperationDenied", 403)
-        error = await expect_error(lambda: sdk.detach(REGION, "i-nope", "vpc-ok"))
-        assert (error.code, error.status) == ("InvalidInstanceId.NotFound", 404)
+        ids = ["i-held", "i-locked", "i-inner", "i-ok", "i-theirs", "i-far", "i-nope"]
+        body = await in_thread(lambda: sdk.instances(REGION, ids))
+        found = {i["InstanceId"]: i for i in body["Instances"]["Instance"]}
+        assert sorted(found) == ["i-held", "i-inner", "i-locked", "i-ok"]  # mine, here
+        held = found["i-held"]
+        assert (held["Status"], held["ZoneId"], held["RegionId"]) == (
+            "Stopped",
+            "cn-hangzhou-h",
+            REGION,
+        )
+        assert held["InstanceNetworkType"] == "classic"
+        locks = held["OperationLocks"]["LockReason"]
+        assert [lock["LockReason"] for lock in locks] == ["financial", "Recycling"]
+        assert all(isinstance(lock["LockMsg"], str) and lock["LockMsg"] for lock in locks)
+        assert found["i-locked"]["OperationLocks"]["LockReason"][0]["LockReason"] == "security"
+        assert found["i-ok"]["OperationLocks"]["LockReason"] == []
+        assert found["i-inner"]["VpcAttributes"]["VpcId"] == "vpc-ok"
+        assert found["i-ok"]["VpcAttributes"]["VpcId"] == ""
+        empty = await in_thread(lambda: sdk.instances(REGION, []))
+        assert empty["TotalCount"] == 0
+        assert empty["Instances"]["Instance"] == []
+
+
+@pytest.mark.parametrize("kind", SDKS)
+async def test_describe_instances_pages_by_next_token(kind: str) -> None:
+    async with emulator() as running:
+        wanted = [f"i-p{n:02}" for n in range(23)]
+        for name in wanted:
+            running.model.add_instance(Instance(name, REGION))
+        sdk = make_sdk(kind, running)
+        seen: list[str] = []
+        token = ""
+        for _ in range(5):
+            body = await in_thread(
+                lambda: sdk.instances_page(REGION, wanted, 10, token)  # noqa: B023
+            )
+            seen += [i["InstanceId"] for i in body["Instances"]["Instance"]]
+            token = body["NextToken"]
+            if not token:
+                break
+        assert seen == wanted
+
+
+@pytest.mark.parametrize("kind", SDKS)
+async def test_describe_vpc_attribute(kind: str) -> None:
+    async with emulator() as running:
+        sdk = make_sdk(kind, running)
+        on = await in_thread(lambda: sdk.vpc(REGION, "vpc-ok"))
+        assert on["ClassicLinkEnabled"] is True
+        assert (on["VpcId"], on["RegionId"], on["Status"]) == ("vpc-ok", REGION, "Available")
+        assert on["CidrBlock"] == "172.16.0.0/12"
+        assert isinstance(on["OwnerId"], int)
+        new = await in_thread(lambda: sdk.vpc(REGION, "vpc-new"))
+        assert (new["Status"], new["CidrBlock"]) == ("Pending", "10.0.0.0/8")
+        error = await expect_error(lambda: sdk.vpc(REGION, "vpc-nope"))
+        assert (error.code, error.status) == ("InvalidVpcID.NotFound", 404)
+        assert issubclass(error.kind, expected_class(kind, 404))
+
+
+@pytest.mark.parametrize("kind", SDKS)
+async def test_describe_links_by_instance_ids(kind: str) -> None:
+    async with emulator() as running:
+        sdk = make_sdk(kind, running)
+        ids = ["i-linked", "i-full", "i-ok"] + [f"i-x{n}" for n in range(97)]
+        body = await in_thread(lambda: sdk.links_of(REGION, ids, None))
+        assert body["TotalCount"] == 2
+        assert body["Links"]["Link"] == [
+            {"InstanceId": "i-full", "VpcId": "vpc-full"},
+            {"InstanceId": "i-linked", "VpcId": "vpc-other"},
+        ]
+        narrowed = await in_thread(lambda: sdk.links_of(REGION, ids, "vpc-full"))
+        assert narrowed["Links"]["Link"] == [{"InstanceId": "i-full", "VpcId": "vpc-full"}]
+        too_many = [*ids, "i-one-more"]
+        error = await expect_error(lambda: sdk.links_of(REGION, too_many, None))
+        assert (error.code, error.status) == ("InvalidParameter", 400)
 
 
 @pytest.mark.parametrize("kind", SDKS)

@@ -72,6 +72,10 @@ log = logging.getLogger("bulk_attach.api")
 Product = Literal["ecs", "vpc"]
 MAX_IDS_PER_CALL = 100
 PAGE_SIZE = 100
+# DescribeInstances pages by MaxResults (10-100) and NextToken; PageNumber is being retired.
+MAX_RESULTS = 100
+# A NextToken chain longer than this is the server's bug, not a long list (100 ids per call).
+MAX_PAGES = 100
 # Bigger answers are refused rather than buffered (100 instances are well under 1 MiB).
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -99,17 +103,33 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class InstanceInfo:
+    """One instance as DescribeInstances shows it."""
+
     instance_id: str
     region_id: str
-    status: str  # Running, Stopped, Starting, Stopping, ...
+    status: str  # Pending, Running, Starting, Stopping, Stopped
     network_type: str  # classic or vpc
+    # OperationLocks: why the instance is locked (financial, security, ...); empty: not locked.
+    lock_reasons: tuple[str, ...] = ()
+    # VpcAttributes.VpcId: the VPC a VPC-type instance lives in (not a ClassicLink); else None.
+    vpc_id: str | None = None
+    zone_id: str = ""
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.lock_reasons)
 
 
 @dataclass(frozen=True, slots=True)
 class VpcInfo:
+    """One VPC as the VPC API's DescribeVpcAttribute shows it."""
+
     vpc_id: str
     region_id: str
     classic_link_enabled: bool
+    status: str = ""  # Available or Pending ("" if the answer had none)
+    cidr_block: str = ""
+    owner_id: str = ""  # the owning account's number, as text
 
 
 # --- endpoints ---------------------------------------------------------------------------
@@ -392,33 +412,38 @@ class EcsClient:
     async def describe_instances(
         self, region: str, instance_ids: Sequence[str]
     ) -> list[InstanceInfo]:
-        """Status and network type of up to 100 instances (unknown ids are simply absent)."""
+        """Status, network type, locks and VPC of up to 100 instances, every page fetched.
+
+        Unknown ids, and instances of another account, are simply absent (so is everything
+        when the caller may not DescribeInstances: the service answers an empty list).
+        """
         _check_ids(instance_ids)
         if not instance_ids:
-            return []  # an empty filter would list every instance in the region
-        doc = await self._call(
-            "ecs",
-            region,
-            "DescribeInstances",
-            {
-                "RegionId": region,
-                "InstanceIds": json.dumps(list(instance_ids)),
-                "PageNumber": "1",
-                "PageSize": str(PAGE_SIZE),
-            },
-        )
-        return [
-            InstanceInfo(
-                instance_id=_required(item, "InstanceId", doc, "DescribeInstances"),
-                region_id=_field(item, "RegionId") or region,
-                status=_field(item, "Status"),
-                network_type=_field(item, "InstanceNetworkType"),
-            )
-            for item in _items(doc, "Instances", "Instance", "DescribeInstances")
-        ]
+            return []  # no filter at all would list every instance in the region
+        params = {
+            "RegionId": region,
+            "InstanceIds": json.dumps(list(instance_ids)),
+            "MaxResults": str(MAX_RESULTS),
+        }
+        found: dict[str, InstanceInfo] = {}
+        tokens: set[str] = set()
+        for _ in range(MAX_PAGES):
+            doc = await self._call("ecs", region, "DescribeInstances", params)
+            for item in _items(doc, "Instances", "Instance", "DescribeInstances"):
+                info = _instance_info(item, doc, region)
+                found.setdefault(info.instance_id, info)
+            token = doc.get("NextToken")
+            if token in (None, ""):
+                return list(found.values())
+            if not isinstance(token, str) or token in tokens:
+                # A token that repeats would page forever.
+                raise _malformed(doc, "DescribeInstances", "NextToken")
+            tokens.add(token)
+            params["NextToken"] = token
+        raise _malformed(doc, "DescribeInstances", f"NextToken chain (over {MAX_PAGES} pages)")
 
     async def describe_vpc_attribute(self, region: str, vpc_id: str) -> VpcInfo:
-        """The VPC API's view of one VPC (is ClassicLink enabled?)."""
+        """The VPC API's view of one VPC: is ClassicLink enabled, and is the VPC available?"""
         doc = await self._call(
             "vpc", region, "DescribeVpcAttribute", {"RegionId": region, "VpcId": vpc_id}
         )
@@ -427,10 +452,14 @@ class EcsClient:
             enabled = enabled.lower() == "true"
         if not isinstance(enabled, bool):
             raise _malformed(doc, "DescribeVpcAttribute", "ClassicLinkEnabled")
+        owner = doc.get("OwnerId")
         return VpcInfo(
             vpc_id=_field(doc, "VpcId") or vpc_id,
             region_id=_field(doc, "RegionId") or region,
             classic_link_enabled=enabled,
+            status=_field(doc, "Status"),
+            cidr_block=_field(doc, "CidrBlock"),
+            owner_id=str(owner) if isinstance(owner, int | str) and owner != "" else "",
         )
 
     # --- one request -----------------------------------------------------------------
@@ -710,6 +739,34 @@ def _items(doc: Mapping[str, Any], outer: str, inner: str, action: str) -> list[
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise _malformed(doc, action, f"{outer}.{inner}")
     return items
+
+
+def _lock_reasons(item: Mapping[str, Any], doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """``OperationLocks.LockReason[].LockReason``; absent or empty means not locked."""
+    box = item.get("OperationLocks")
+    if box is None or box in ("", {}):
+        return ()
+    locks = box.get("LockReason", []) if isinstance(box, dict) else None
+    if isinstance(locks, dict):  # a lone lock, as XML-to-JSON converters sometimes give
+        locks = [locks]
+    if not isinstance(locks, list) or not all(
+        isinstance(lock, dict) and _field(lock, "LockReason") for lock in locks
+    ):
+        raise _malformed(doc, "DescribeInstances", "OperationLocks.LockReason")
+    return tuple(_field(lock, "LockReason") for lock in locks)
+
+
+def _instance_info(item: Mapping[str, Any], doc: Mapping[str, Any], region: str) -> InstanceInfo:
+    vpc = item.get("VpcAttributes")
+    return InstanceInfo(
+        instance_id=_required(item, "InstanceId", doc, "DescribeInstances"),
+        region_id=_field(item, "RegionId") or region,
+        status=_field(item, "Status"),
+        network_type=_field(item, "InstanceNetworkType"),
+        lock_reasons=_lock_reasons(item, doc),
+        vpc_id=(_field(vpc, "VpcId") or None) if isinstance(vpc, Mapping) else None,
+        zone_id=_field(item, "ZoneId"),
+    )
 
 
 def _required(item: Mapping[str, Any], name: str, doc: Mapping[str, Any], action: str) -> str:

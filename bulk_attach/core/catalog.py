@@ -8,18 +8,34 @@ emulator all read this table; nothing else decides retryability.
 Codes follow both the 2018 contract page (``AttachClassicLinkVpc.md``) and the current
 (2024-12) doc, where every AttachClassicLinkVpc error answers 403 and "already linked to
 another VPC" is ``OperationDenied``. Unknown codes fall back on their HTTP status.
+
+A code means the same for every action (its class), but its HTTP status and message are the
+ones the *attach* pages give. Another action whose pages give other statuses or messages lists
+them in its own table (``DETACH_CODES``); ``action_code`` reads it.
+
+DetachClassicLinkVpc's pages: the current one gives every code 403; an older one gives the three
+``Malformed`` codes 400 and adds ``NotBelong``, ``InstanceLocked`` and ``InstanceStatus`` (403).
+Unconfirmed, and assumed by the emulator (``emulator/model.py``, ``DETACH_WHEN_NOT_LINKED``):
+detaching an instance that is not linked, or linked to another VPC, answers ``OperationDenied``.
+Whatever the service really answers, a detach settles by reading the link back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
 
 __all__ = [
     "CATALOG",
+    "DETACH_CODES",
+    "ActionCode",
     "CodeInfo",
     "ErrorClass",
     "LocalCode",
+    "action_code",
     "classify",
     "lookup",
     "may_pass_later",
@@ -155,6 +171,10 @@ _ENTRIES = [
         "The specified InstanceId and VpcId do not match.",
     ),
     _info("InvalidVpcId.NotFound", _P, 404, "The specified VpcId does not exist."),
+    # --- DescribeVpcAttribute (VPC API): an unknown VPC. Unconfirmed codes and statuses;
+    # public tooling treats both as "not found". The emulator answers the first, with 404.
+    _info("InvalidVpcID.NotFound", _P, 404, "The specified VPC does not exist."),
+    _info("Forbidden.VpcNotFound", _P, 403, "The specified VPC is not found."),
     _info(
         "InvalidRegionId.NotFound",
         _F,
@@ -217,6 +237,80 @@ _ENTRIES = [
 CATALOG: dict[str, CodeInfo] = {entry.code: entry for entry in _ENTRIES}
 if len(CATALOG) != len(_ENTRIES):  # pragma: no cover - a typo guard, checked at import
     raise RuntimeError("a code is listed twice in the catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCode:
+    """A code as one action's own pages give it. A status of None: that page does not list it."""
+
+    code: str
+    message: str
+    status: int | None  # the older page (the emulator's "2018" variant)
+    current_status: int | None  # the current page
+
+    def status_for(self, variant: str) -> int | None:
+        return self.current_status if variant == "current" else self.status
+
+
+def _detach(code: str, message: str, status: int | None, current: int | None) -> ActionCode:
+    if code not in CATALOG:  # pragma: no cover - a typo guard, checked at import
+        raise RuntimeError(f"{code} has no catalog entry (its class)")
+    return ActionCode(code, message, status, current)
+
+
+# DetachClassicLinkVpc (see the module doc). NotFound and OperationDenied are assumed 403 on the
+# older page too (it changed only the Malformed codes). The lock and status codes are not on the
+# current page; an emulator that still checks them answers them with 403, as every code there.
+DETACH_CODES: Final[Mapping[str, ActionCode]] = MappingProxyType(
+    {
+        entry.code: entry
+        for entry in (
+            _detach(
+                "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.", 403, 403
+            ),
+            _detach("InvalidRegionId.Malformed", "The specified RegionId is invalid.", 400, 403),
+            _detach("InvalidVpcId.Malformed", "The specified VpcId is invalid.", 400, 403),
+            _detach(
+                "InvalidInstanceId.MalFormed",
+                "The specified instance is not a classic network instance.",
+                400,
+                403,
+            ),
+            _detach(
+                "OperationDenied",
+                "The instances are not allowed to detach from the linked vpc.",
+                403,
+                403,
+            ),
+            _detach(
+                "InvalidInstanceId.NotBelong",
+                "The user does not own the specified instance.",
+                403,
+                None,
+            ),
+            _detach(
+                "InvalidStatus.InstanceLocked",
+                "The specified instance is in another processing list.",
+                403,
+                403,
+            ),
+            _detach(
+                "InvalidStatus.InstanceStatus",
+                "Only the Running or Stopped InstanceStatus is allowed.",
+                403,
+                403,
+            ),
+        )
+    }
+)
+_ACTION_CODES: Final[Mapping[str, Mapping[str, ActionCode]]] = {
+    "DetachClassicLinkVpc": DETACH_CODES
+}
+
+
+def action_code(action: str, code: str) -> ActionCode | None:
+    """The code as ``action``'s own pages give it, when they differ from the catalog's."""
+    return _ACTION_CODES.get(action, {}).get(code)
 
 
 def lookup(code: str) -> CodeInfo | None:

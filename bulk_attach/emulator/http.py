@@ -14,6 +14,8 @@ in the model's variant ("2018" contract page or "current" doc).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,8 +27,8 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from bulk_attach.core.catalog import CATALOG
-from bulk_attach.emulator.model import EcsModel, Instance, ModelError
+from bulk_attach.core.catalog import CATALOG, action_code
+from bulk_attach.emulator.model import EcsModel, Instance, ModelError, owner_id
 from bulk_attach.settings import ECS_API_VERSION, VPC_API_VERSION
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "find_action",
     "http_status",
     "new_request_id",
+    "next_token",
     "parse_request",
     "parse_wire",
     "render_error",
@@ -58,6 +61,11 @@ FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 MAX_IDS = 100
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
+# DescribeInstances' token paging: MaxResults 10-100 (default 10), an opaque NextToken.
+MIN_MAX_RESULTS = 10
+DEFAULT_MAX_RESULTS = 10
+MAX_MAX_RESULTS = 100
+_PAGE_MARK: Final = "after:"
 
 # Used only when the catalog gives no HTTP status for a service code (status 0 marks a
 # local code that shares the service code's name).
@@ -298,25 +306,71 @@ def _instance_ids(raw: str) -> list[str]:
     return ids
 
 
+def _lock_message(reason: str) -> str:
+    # The service's LockMsg wording is not documented; this text is the emulator's own.
+    return f"The specified instance is locked for the reason: {reason}."
+
+
 def _instance_json(instance: Instance) -> dict[str, Any]:
     return {
         "InstanceId": instance.instance_id,
         "RegionId": instance.region_id,
+        "ZoneId": instance.zone_id,
         "Status": instance.status,
         "InstanceNetworkType": instance.network_type,
+        "OperationLocks": {
+            "LockReason": [
+                {"LockReason": reason, "LockMsg": _lock_message(reason)}
+                for reason in instance.lock_reasons
+            ]
+        },
+        "VpcAttributes": {"VpcId": instance.vpc_id},
     }
 
 
+def next_token(after_instance_id: str) -> str:
+    """An opaque NextToken: where the next page starts (after this instance id)."""
+    return base64.urlsafe_b64encode((_PAGE_MARK + after_instance_id).encode()).decode()
+
+
+def _after(token: str) -> str:
+    """The instance id a NextToken continues after; InvalidParameter if it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (UnicodeError, binascii.Error):
+        text = ""
+    if not text.startswith(_PAGE_MARK):
+        raise invalid("NextToken", "not a token this API gave out")
+    return text.removeprefix(_PAGE_MARK)
+
+
 def _describe_instances(model: EcsModel, account: str, p: dict[str, str]) -> dict[str, Any]:
-    ids = _instance_ids(p["InstanceIds"]) if p.get("InstanceIds") else []
-    number, size = _page(p)
+    # Absent (or blank) InstanceIds: every instance; "[]": none.
+    ids = _instance_ids(p["InstanceIds"]) if p.get("InstanceIds") else None
+    token_paging = bool(p.get("NextToken") or p.get("MaxResults"))
+    if token_paging:
+        size = _int_param(p, "MaxResults", DEFAULT_MAX_RESULTS, MIN_MAX_RESULTS, MAX_MAX_RESULTS)
+        after = _after(p["NextToken"]) if p.get("NextToken") else None
+    else:
+        number, size = _page(p)
     instances = model.describe_instances(account, p["RegionId"], ids)
-    start = (number - 1) * size
-    page = instances[start : start + size]
+    if not token_paging:
+        start = (number - 1) * size
+        return {
+            "TotalCount": len(instances),
+            "PageNumber": number,
+            "PageSize": size,
+            "Instances": {
+                "Instance": [_instance_json(item) for item in instances[start : start + size]]
+            },
+        }
+    rest = [i for i in instances if after is None or i.instance_id > after]
+    page = rest[:size]
+    more = len(rest) > size
+    # With NextToken, TotalCount means nothing on the service; here it counts every match.
     return {
         "TotalCount": len(instances),
-        "PageNumber": number,
-        "PageSize": size,
+        "NextToken": next_token(page[-1].instance_id) if more else "",
         "Instances": {"Instance": [_instance_json(item) for item in page]},
     }
 
@@ -326,7 +380,9 @@ def _describe_vpc(model: EcsModel, account: str, p: dict[str, str]) -> dict[str,
     return {
         "VpcId": vpc.vpc_id,
         "RegionId": vpc.region_id,
-        "Status": "Available",
+        "Status": vpc.status,
+        "CidrBlock": vpc.cidr_block,
+        "OwnerId": owner_id(vpc.owner),
         "ClassicLinkEnabled": vpc.classic_link_enabled,
     }
 
@@ -383,11 +439,14 @@ def find_action(request: ParsedRequest) -> Action:
 def run_action(
     action: Action, model: EcsModel, account: str, params: dict[str, str]
 ) -> dict[str, Any]:
-    """Check required parameters, run the model verb; ModelError becomes ApiFault here."""
+    """Check required parameters, run the model verb; ModelError becomes ApiFault here, with
+    the HTTP status the action's own pages give the code (``catalog.action_code``), if any."""
     for name in action.required:
         if not params.get(name):
             raise missing(name)
     try:
         return action.handler(model, account, params)
     except ModelError as error:
-        raise ApiFault(error.code, error.message) from None
+        own = action_code(action.name, error.code)
+        status = own.status_for(model.variant) if own is not None else None
+        raise ApiFault(error.code, error.message, status=status) from None

@@ -6,8 +6,9 @@ HTTP status for a code from ``core/catalog.py`` and the model's ``variant``, and
 
 Variants
     ``"2018"`` follows the contract page (``AttachClassicLinkVpc.md``); ``"current"`` follows the
-    2024-12 doc. The model only chooses *codes*; statuses come from the catalog
-    (``CodeInfo.status`` for 2018, ``CodeInfo.current_status`` for current).
+    2024-12 doc. For detach, "2018" means the older detach page. The model only chooses
+    *codes*; statuses come from the catalog (``CodeInfo.status`` for 2018,
+    ``CodeInfo.current_status`` for current; an action's own table, ``DETACH_CODES``, first).
 
 AttachClassicLinkVpc checks, in this order (the first failing check answers):
 
@@ -39,34 +40,65 @@ Assumptions (nothing documents these; the README repeats them):
 * IDs are unique across regions and looked up globally; any disagreement between the request's
   RegionId, the instance's region and the VPC's region is check 7.
 * The quota counts every link in the VPC, whoever owns the instance; seeded links may exceed it.
-* DetachClassicLinkVpc runs checks 1-5 and 7-9 above, then answers ``OperationDenied`` if the
-  instance is not linked to that VPC (it does not succeed silently).
 * Describe verbs check the region (check 1) and silently leave out resources the caller does not
   own, as the real DescribeInstances / DescribeClassicLinkInstances do; ``describe_vpc`` answers
-  ``InvalidVpcId.NotFound`` for a VPC that is unknown, foreign or in another region.
+  ``VPC_NOT_FOUND`` (``InvalidVpcID.NotFound``, unconfirmed) for a VPC that is unknown, foreign
+  or in another region.
+* An instance locked without a stated reason is locked for ``"security"``
+  (``DEFAULT_LOCK_REASON``); any lock reason blocks attach and detach alike.
+* ``OwnerId`` (DescribeVpcAttribute) is a number: an account named by digits is that number,
+  any other account name maps to a stable 16-digit number (``owner_id``).
+
+DetachClassicLinkVpc checks, in this order (codes and statuses: ``catalog.DETACH_CODES``)::
+
+    #   condition                                  2018 code / current code
+    1   RegionId not a known region                InvalidRegionId.Malformed (both)
+    2   VpcId does not start with ``vpc-``         InvalidVpcId.Malformed (both)
+    3   VPC unknown, or of another account         InvalidVpcId.Malformed (both)
+    4   instance unknown                           InvalidInstanceId.NotFound (both)
+    5   instance of another account                InvalidInstanceId.NotBelong /
+                                                   InvalidInstanceId.NotFound
+    6   network type is not ``classic``            InvalidInstanceId.MalFormed (both)
+    7   request, instance, VPC regions differ      InvalidRegionId.Malformed (both)
+    8   instance locked                            InvalidStatus.InstanceLocked (both)
+    9   status neither Running nor Stopped         InvalidStatus.InstanceStatus (both)
+    10  not linked, or linked to another VPC       ``DETACH_WHEN_NOT_LINKED`` (UNCONFIRMED)
+
+The current detach page lists neither ``NotBelong`` nor ``LimitedRegion`` nor
+``InvalidRegionId.NotFound``: there, another account's instance is simply not found (5), and
+every region problem is ``InvalidRegionId.Malformed`` (1, 7). Its page does not list the lock
+and status codes either; the emulator keeps those rules (8, 9) in both variants.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from bulk_attach.core.catalog import lookup
+from bulk_attach.core.catalog import DETACH_CODES, lookup
 
 __all__ = [
     "ATTACHABLE_STATUSES",
     "DEFAULT_ACCOUNT",
+    "DEFAULT_CIDR_BLOCK",
+    "DEFAULT_LOCK_REASON",
     "DEFAULT_QUOTA",
+    "DETACH_WHEN_NOT_LINKED",
     "INSTANCE_STATUSES",
+    "LOCK_REASONS",
     "NETWORK_TYPES",
     "VARIANTS",
+    "VPC_NOT_FOUND",
+    "VPC_STATUSES",
     "EcsModel",
     "Instance",
     "ModelError",
     "Vpc",
+    "owner_id",
 ]
 
 VARIANTS: Final = ("2018", "current")
@@ -76,9 +108,39 @@ DEFAULT_ACCOUNT: Final = "default"
 INSTANCE_STATUSES: Final = ("Pending", "Running", "Starting", "Stopping", "Stopped")
 ATTACHABLE_STATUSES: Final = frozenset({"Running", "Stopped"})
 NETWORK_TYPES: Final = ("classic", "vpc")
+# DescribeInstances ``OperationLocks.LockReason[].LockReason`` values.
+LOCK_REASONS: Final = ("financial", "security", "Recycling", "dedicatedhostfinancial", "refunded")
+DEFAULT_LOCK_REASON: Final = "security"
+VPC_STATUSES: Final = ("Available", "Pending")
+DEFAULT_CIDR_BLOCK: Final = "172.16.0.0/12"
 
 LINKED_ELSEWHERE_MESSAGE: Final = "The specified instance has already been linked to another VPC."
 NOT_LINKED_MESSAGE: Final = "The specified instance is not linked to the specified VPC."
+DETACH_ELSEWHERE_MESSAGE: Final = "The specified instance is linked to another VPC."
+
+# UNCONFIRMED (lifecycle-facts.md): no source says what DetachClassicLinkVpc answers when the
+# instance is not linked at all, or is linked to another VPC. ASSUMED: ``OperationDenied``
+# (403, permanent) in both variants, with a message that tells the two cases apart. This table
+# is the one place to change it: an entry of None makes that case succeed without a change
+# (counted in ``EcsModel.noop_detaches``). A model can also be given its own table.
+DETACH_WHEN_NOT_LINKED: Final[Mapping[str, tuple[str, str] | None]] = MappingProxyType(
+    {
+        "not_linked": ("OperationDenied", NOT_LINKED_MESSAGE),
+        "linked_elsewhere": ("OperationDenied", DETACH_ELSEWHERE_MESSAGE),
+    }
+)
+
+# UNCONFIRMED: DescribeVpcAttribute's code for an unknown VPC. Public tooling treats this one
+# (and ``Forbidden.VpcNotFound``) as "not found"; its status comes from the catalog (404).
+VPC_NOT_FOUND: Final = "InvalidVpcID.NotFound"
+
+
+def owner_id(account: str) -> int:
+    """The numeric ``OwnerId`` of an account: its name if that is a number, else a stable hash."""
+    if account.isdigit():
+        return int(account)
+    digest = hashlib.sha256(account.encode("utf-8")).digest()
+    return 1_000_000_000_000_000 + int.from_bytes(digest[:8], "big") % 9_000_000_000_000_000
 
 
 class ModelError(Exception):
@@ -93,14 +155,58 @@ class ModelError(Exception):
         super().__init__(f"{code}: {message}")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Instance:
+    """An ECS instance. ``locked`` is a view of ``lock_reasons`` (locked: at least one).
+
+    ``Instance(iid, region, locked=True)`` is locked for ``DEFAULT_LOCK_REASON``; setting
+    ``locked`` keeps the reasons it has, or sets or clears that default one.
+    """
+
     instance_id: str
     region_id: str
-    status: str = "Running"
-    network_type: str = "classic"
-    owner: str = DEFAULT_ACCOUNT
-    locked: bool = False
+    status: str
+    network_type: str
+    owner: str
+    lock_reasons: tuple[str, ...]
+    zone_id: str
+    # VpcAttributes.VpcId: the VPC a VPC-type instance lives in ("" for classic). Not a link.
+    vpc_id: str
+
+    def __init__(
+        self,
+        instance_id: str,
+        region_id: str,
+        status: str = "Running",
+        network_type: str = "classic",
+        *,
+        owner: str = DEFAULT_ACCOUNT,
+        locked: bool = False,
+        lock_reasons: Iterable[str] = (),
+        zone_id: str | None = None,
+        vpc_id: str = "",
+    ) -> None:
+        self.instance_id = instance_id
+        self.region_id = region_id
+        self.status = status
+        self.network_type = network_type
+        self.owner = owner
+        self.lock_reasons = tuple(lock_reasons)
+        self.zone_id = zone_id or f"{region_id}-a"
+        self.vpc_id = vpc_id
+        if locked:
+            self.locked = True
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.lock_reasons)
+
+    @locked.setter
+    def locked(self, value: bool) -> None:
+        if not value:
+            self.lock_reasons = ()
+        elif not self.lock_reasons:
+            self.lock_reasons = (DEFAULT_LOCK_REASON,)
 
 
 @dataclass(slots=True)
@@ -110,6 +216,8 @@ class Vpc:
     owner: str = DEFAULT_ACCOUNT
     classic_link_enabled: bool = True
     quota: int | None = None  # None: the model's default_quota
+    status: str = "Available"  # Available or Pending (DescribeVpcAttribute only)
+    cidr_block: str = DEFAULT_CIDR_BLOCK
 
 
 class EcsModel:
@@ -124,6 +232,8 @@ class EcsModel:
         "attach_attempts",
         "default_quota",
         "detach_attempts",
+        "detach_when_not_linked",
+        "noop_detaches",
         "repeat_attaches",
         "variant",
     )
@@ -134,13 +244,17 @@ class EcsModel:
         regions: Iterable[str] = (),
         default_quota: int = DEFAULT_QUOTA,
         variant: str = "2018",
+        detach_when_not_linked: Mapping[str, tuple[str, str] | None] = DETACH_WHEN_NOT_LINKED,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
         if default_quota < 0:
             raise ValueError(f"default_quota must be >= 0, not {default_quota}")
+        if set(detach_when_not_linked) != set(DETACH_WHEN_NOT_LINKED):
+            raise ValueError(f"detach_when_not_linked needs exactly {set(DETACH_WHEN_NOT_LINKED)}")
         self.variant = variant
         self.default_quota = default_quota
+        self.detach_when_not_linked = MappingProxyType(dict(detach_when_not_linked))
         self._regions: set[str] = set(regions)
         self._instances: dict[str, Instance] = {}
         self._vpcs: dict[str, Vpc] = {}
@@ -151,6 +265,8 @@ class EcsModel:
         self.detach_attempts: Counter[str] = Counter()
         # Attach calls that found the instance already linked to the same VPC.
         self.repeat_attaches: Counter[str] = Counter()
+        # Detach calls that succeeded without a link to remove (only if the table says so).
+        self.noop_detaches: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return (
@@ -220,6 +336,7 @@ class EcsModel:
         self.attach_attempts.clear()
         self.detach_attempts.clear()
         self.repeat_attaches.clear()
+        self.noop_detaches.clear()
 
     # ------------------------------------------------------------------ API verbs
     def attach(self, account: str, region: str, instance_id: str, vpc_id: str) -> None:
@@ -245,13 +362,31 @@ class EcsModel:
         self._put_link(instance_id, vpc_id)
 
     def detach(self, account: str, region: str, instance_id: str, vpc_id: str) -> None:
-        """DetachClassicLinkVpc: remove the link or raise ModelError."""
+        """DetachClassicLinkVpc: remove the link or raise ModelError (order: module doc)."""
         self.detach_attempts[instance_id] += 1
-        instance, vpc = self._check_pair(account, region, instance_id, vpc_id)
-        self._check_regions(region, instance, vpc)
+        if region not in self._regions:
+            raise _detach_error("InvalidRegionId.Malformed")
+        vpc = self._find_vpc(account, vpc_id)
+        instance = self._instances.get(instance_id)
+        if instance is None:
+            raise _detach_error("InvalidInstanceId.NotFound")
+        if instance.owner != account:
+            if self.variant == "current":
+                raise _detach_error("InvalidInstanceId.NotFound")
+            raise _detach_error("InvalidInstanceId.NotBelong")
+        if instance.network_type != "classic":
+            raise _detach_error("InvalidInstanceId.MalFormed")
+        if not instance.region_id == region == vpc.region_id:
+            raise _detach_error("InvalidRegionId.Malformed")
         self._check_status(instance)
-        if self._links.get(instance_id) != vpc_id:
-            raise ModelError("OperationDenied", NOT_LINKED_MESSAGE)
+        current = self._links.get(instance_id)
+        if current != vpc_id:
+            case = "not_linked" if current is None else "linked_elsewhere"
+            answer = self.detach_when_not_linked[case]
+            if answer is not None:
+                raise ModelError(*answer)
+            self.noop_detaches[instance_id] += 1
+            return
         del self._links[instance_id]
         self._members[vpc_id].discard(instance_id)
 
@@ -289,12 +424,16 @@ class EcsModel:
         return found
 
     def describe_instances(
-        self, account: str, region: str, instance_ids: Iterable[str]
+        self, account: str, region: str, instance_ids: Iterable[str] | None = None
     ) -> list[Instance]:
-        """DescribeInstances: the caller's instances in the region, sorted by id."""
+        """DescribeInstances: the caller's instances in the region, sorted by id.
+
+        ``instance_ids`` None: every one of them; an empty filter matches nothing.
+        """
         self._check_region(region)
+        wanted = self._instances.keys() if instance_ids is None else set(instance_ids)
         found = []
-        for iid in sorted(set(instance_ids)):
+        for iid in sorted(wanted):
             inst = self._instances.get(iid)
             if inst is not None and inst.region_id == region and inst.owner == account:
                 found.append(inst)
@@ -305,7 +444,7 @@ class EcsModel:
         self._check_region(region)
         vpc = self._vpcs.get(vpc_id)
         if vpc is None or vpc.owner != account or vpc.region_id != region:
-            raise ModelError("InvalidVpcId.NotFound")
+            raise ModelError(VPC_NOT_FOUND)
         return vpc
 
     def snapshot(self) -> dict[str, Any]:
@@ -318,6 +457,7 @@ class EcsModel:
             "attach_attempts": dict(sorted(self.attach_attempts.items())),
             "detach_attempts": dict(sorted(self.detach_attempts.items())),
             "repeat_attaches": dict(sorted(self.repeat_attaches.items())),
+            "noop_detaches": dict(sorted(self.noop_detaches.items())),
             "total_attach_attempts": sum(self.attach_attempts.values()),
             "total_repeat_attaches": sum(self.repeat_attaches.values()),
         }
@@ -338,17 +478,20 @@ class EcsModel:
     ) -> tuple[Instance, Vpc]:
         """Checks 1-5: region, VPC id and existence, instance existence and owner."""
         self._check_region(region)
-        if not vpc_id.startswith("vpc-"):
-            raise ModelError("InvalidVpcId.Malformed")
-        vpc = self._vpcs.get(vpc_id)
-        if vpc is None or vpc.owner != account:
-            raise ModelError("InvalidVpcId.Malformed")
+        vpc = self._find_vpc(account, vpc_id)
         instance = self._instances.get(instance_id)
         if instance is None:
             raise ModelError("InvalidInstanceId.NotFound")
         if instance.owner != account:
             raise ModelError("InvalidInstanceId.NotBelong")
         return instance, vpc
+
+    def _find_vpc(self, account: str, vpc_id: str) -> Vpc:
+        """Checks 2-3: a well-formed VpcId of the caller's (else ``InvalidVpcId.Malformed``)."""
+        vpc = self._vpcs.get(vpc_id) if vpc_id.startswith("vpc-") else None
+        if vpc is None or vpc.owner != account:
+            raise ModelError("InvalidVpcId.Malformed")
+        return vpc
 
     def _check_regions(self, region: str, instance: Instance, vpc: Vpc) -> None:
         if instance.region_id == region == vpc.region_id:
@@ -363,3 +506,8 @@ class EcsModel:
             raise ModelError("InvalidStatus.InstanceLocked")
         if instance.status not in ATTACHABLE_STATUSES:
             raise ModelError("InvalidStatus.InstanceStatus")
+
+
+def _detach_error(code: str) -> ModelError:
+    """A detach refusal with the detach page's message for its code."""
+    return ModelError(code, DETACH_CODES[code].message)

@@ -12,12 +12,18 @@ lines. The JSON format (the README documents it; keys follow the API's spelling)
          "Status": "Running",             # Pending|Running|Starting|Stopping|Stopped
          "InstanceNetworkType": "classic",# classic|vpc (defaults: Running, classic)
          "Owner": "default",              # owning account (default "default")
-         "Locked": false}                 # busy with another task (default false)
+         "Locked": false,                 # busy with another task (default false) ...
+         "LockReasons": ["security"],     # ... or why: financial|security|Recycling|
+                                          #   dedicatedhostfinancial|refunded (default [])
+         "ZoneId": "cn-hangzhou-a",       # default: the region + "-a"
+         "VpcId": "vpc-bp1..."}           # a VPC-type instance's own VPC (not a link)
       ],
       "vpcs": [
         {"VpcId": "vpc-bp1...", "RegionId": "cn-hangzhou", "Owner": "default",
          "ClassicLinkEnabled": true,      # default true
-         "Quota": null}                   # this VPC's own link quota (default: "quota")
+         "Quota": null,                   # this VPC's own link quota (default: "quota")
+         "Status": "Available",           # Available|Pending (default Available)
+         "CidrBlock": "172.16.0.0/12"}    # (default 172.16.0.0/12)
       ],
       "links": [{"InstanceId": "i-bp1...", "VpcId": "vpc-bp1..."}]
     }
@@ -26,7 +32,8 @@ Every problem is an :class:`~bulk_attach.errors.InputError` naming the file and 
 (``world.json: instances[3] (i-bp1...): Status 'Runing' is not one of ...``). Unknown keys are
 errors, so a typo cannot silently fall back to a default. Seeded links must join a classic
 instance to a VPC of the same region and owner, and may exceed the quota (to model a VPC that
-is already over it).
+is already over it). ``"Locked": true`` without ``LockReasons`` means locked for "security";
+``"Locked": false`` with reasons is a contradiction, and an error.
 
 From a pairs CSV (``world_from_pairs``) every listed instance exists (classic, Running, owned
 by ``owner``) and every listed VPC exists with ClassicLink enabled, both in the row's region.
@@ -44,9 +51,12 @@ from typing import Any, Final
 
 from bulk_attach.emulator.model import (
     DEFAULT_ACCOUNT,
+    DEFAULT_CIDR_BLOCK,
     DEFAULT_QUOTA,
     INSTANCE_STATUSES,
+    LOCK_REASONS,
     NETWORK_TYPES,
+    VPC_STATUSES,
     EcsModel,
     Instance,
     Vpc,
@@ -64,10 +74,21 @@ __all__ = [
 _REGION_RE: Final = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
 _TOP_KEYS: Final = frozenset({"comment", "quota", "regions", "instances", "vpcs", "links"})
 _INSTANCE_KEYS: Final = frozenset(
-    {"InstanceId", "RegionId", "Status", "InstanceNetworkType", "Owner", "Locked", "Comment"}
+    {
+        "InstanceId",
+        "RegionId",
+        "Status",
+        "InstanceNetworkType",
+        "Owner",
+        "Locked",
+        "LockReasons",
+        "ZoneId",
+        "VpcId",
+        "Comment",
+    }
 )
 _VPC_KEYS: Final = frozenset(
-    {"VpcId", "RegionId", "Owner", "ClassicLinkEnabled", "Quota", "Comment"}
+    {"VpcId", "RegionId", "Owner", "ClassicLinkEnabled", "Quota", "Status", "CidrBlock", "Comment"}
 )
 _LINK_KEYS: Final = frozenset({"InstanceId", "VpcId", "Comment"})
 # Normalised CSV header names (lower case, no space, "_" or "-") -> column role.
@@ -125,6 +146,21 @@ def _quota(p: _Problems, where: str, value: Any, key: str) -> int | None:
     return value
 
 
+def _lock_reasons(p: _Problems, where: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """``LockReasons`` (a list of known reasons), reconciled with the older ``Locked``."""
+    reasons = entry.get("LockReasons", [])
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise p.error(where, f"LockReasons must be a list of strings, not {reasons!r}")
+    for reason in reasons:
+        if reason not in LOCK_REASONS:
+            raise p.error(where, f"LockReason {reason!r} is not one of {list(LOCK_REASONS)}")
+    if len(set(reasons)) != len(reasons):
+        raise p.error(where, f"LockReasons {reasons!r} lists a reason twice")
+    if reasons and entry.get("Locked") is False:
+        raise p.error(where, "Locked is false but LockReasons are given")
+    return tuple(reasons)
+
+
 def _region(p: _Problems, where: str, value: str) -> str:
     if not _REGION_RE.match(value):
         raise p.error(where, f"RegionId {value!r} does not look like a region (cn-hangzhou)")
@@ -161,13 +197,22 @@ def _read_instance(p: _Problems, where: str, entry: Mapping[str, Any]) -> Instan
     network = _string(p, where, entry, "InstanceNetworkType", "classic")
     if network not in NETWORK_TYPES:
         raise p.error(where, f"InstanceNetworkType {network!r} is not one of {list(NETWORK_TYPES)}")
+    own_vpc = ""
+    if "VpcId" in entry:
+        own_vpc = _string(p, where, entry, "VpcId", None)
+        if network != "vpc" or not own_vpc.startswith("vpc-"):
+            raise p.error(where, "VpcId is for a VPC-type instance and must start with 'vpc-'")
+    region = _region(p, where, _string(p, where, entry, "RegionId", None))
     return Instance(
         instance_id=instance_id,
-        region_id=_region(p, where, _string(p, where, entry, "RegionId", None)),
+        region_id=region,
         status=status,
         network_type=network,
         owner=_string(p, where, entry, "Owner", DEFAULT_ACCOUNT),
         locked=_bool(p, where, entry, "Locked", False),
+        lock_reasons=_lock_reasons(p, where, entry),
+        zone_id=_string(p, where, entry, "ZoneId", f"{region}-a"),
+        vpc_id=own_vpc,
     )
 
 
@@ -177,12 +222,17 @@ def _read_vpc(p: _Problems, where: str, entry: Mapping[str, Any]) -> Vpc:
     vpc_id = _string(p, where, entry, "VpcId", None)
     if not vpc_id.startswith("vpc-"):
         raise p.error(where, f"VpcId {vpc_id!r} must start with 'vpc-'")
+    status = _string(p, where, entry, "Status", "Available")
+    if status not in VPC_STATUSES:
+        raise p.error(where, f"Status {status!r} is not one of {list(VPC_STATUSES)}")
     return Vpc(
         vpc_id=vpc_id,
         region_id=_region(p, where, _string(p, where, entry, "RegionId", None)),
         owner=_string(p, where, entry, "Owner", DEFAULT_ACCOUNT),
         classic_link_enabled=_bool(p, where, entry, "ClassicLinkEnabled", True),
         quota=_quota(p, where, entry.get("Quota"), "Quota"),
+        status=status,
+        cidr_block=_string(p, where, entry, "CidrBlock", DEFAULT_CIDR_BLOCK),
     )
 
 
@@ -354,35 +404,48 @@ def _cell(row: list[str], index: int | None) -> str:
     return row[index].strip()
 
 
+def _dump_instance(inst: Instance) -> dict[str, Any]:
+    entry: dict[str, Any] = {"InstanceId": inst.instance_id, "RegionId": inst.region_id}
+    if inst.status != "Running":
+        entry["Status"] = inst.status
+    if inst.network_type != "classic":
+        entry["InstanceNetworkType"] = inst.network_type
+    if inst.owner != DEFAULT_ACCOUNT:
+        entry["Owner"] = inst.owner
+    if inst.lock_reasons:
+        entry["LockReasons"] = list(inst.lock_reasons)
+    if inst.zone_id != f"{inst.region_id}-a":
+        entry["ZoneId"] = inst.zone_id
+    if inst.vpc_id:
+        entry["VpcId"] = inst.vpc_id
+    return entry
+
+
+def _dump_vpc(vpc: Vpc) -> dict[str, Any]:
+    entry: dict[str, Any] = {"VpcId": vpc.vpc_id, "RegionId": vpc.region_id}
+    if vpc.owner != DEFAULT_ACCOUNT:
+        entry["Owner"] = vpc.owner
+    if not vpc.classic_link_enabled:
+        entry["ClassicLinkEnabled"] = False
+    if vpc.quota is not None:
+        entry["Quota"] = vpc.quota
+    if vpc.status != "Available":
+        entry["Status"] = vpc.status
+    if vpc.cidr_block != DEFAULT_CIDR_BLOCK:
+        entry["CidrBlock"] = vpc.cidr_block
+    return entry
+
+
 def dump_world(model: EcsModel) -> dict[str, Any]:
     """The model's world in the JSON format above (defaults omitted, entries sorted)."""
-    instances: list[dict[str, Any]] = []
-    for inst in sorted(model.instances.values(), key=lambda i: i.instance_id):
-        entry: dict[str, Any] = {"InstanceId": inst.instance_id, "RegionId": inst.region_id}
-        if inst.status != "Running":
-            entry["Status"] = inst.status
-        if inst.network_type != "classic":
-            entry["InstanceNetworkType"] = inst.network_type
-        if inst.owner != DEFAULT_ACCOUNT:
-            entry["Owner"] = inst.owner
-        if inst.locked:
-            entry["Locked"] = True
-        instances.append(entry)
-    vpcs: list[dict[str, Any]] = []
-    for vpc in sorted(model.vpcs.values(), key=lambda v: v.vpc_id):
-        ventry: dict[str, Any] = {"VpcId": vpc.vpc_id, "RegionId": vpc.region_id}
-        if vpc.owner != DEFAULT_ACCOUNT:
-            ventry["Owner"] = vpc.owner
-        if not vpc.classic_link_enabled:
-            ventry["ClassicLinkEnabled"] = False
-        if vpc.quota is not None:
-            ventry["Quota"] = vpc.quota
-        vpcs.append(ventry)
     return {
         "quota": model.default_quota,
         "regions": sorted(model.regions),
-        "instances": instances,
-        "vpcs": vpcs,
+        "instances": [
+            _dump_instance(inst)
+            for inst in sorted(model.instances.values(), key=lambda i: i.instance_id)
+        ],
+        "vpcs": [_dump_vpc(vpc) for vpc in sorted(model.vpcs.values(), key=lambda v: v.vpc_id)],
         "links": [{"InstanceId": i, "VpcId": v} for i, v in sorted(model.links.items())],
     }
 

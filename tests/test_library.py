@@ -22,7 +22,7 @@ from bulk_attach.core.rows import Row
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import EmulatorSettings, running_emulator
 from bulk_attach.engine.actions import ATTACH, DETACH
-from bulk_attach.errors import ExitCode, TransportError
+from bulk_attach.errors import ApiError, ExitCode, TransportError
 from bulk_attach.library import attach, detach, pairs
 from bulk_attach.settings import AttemptSettings, ClientSettings, EngineSettings
 
@@ -181,3 +181,25 @@ def test_actions_say_what_done_looks_like() -> None:
     assert not DETACH.uses_quota
     assert Status.DETACHED in DETACH.succeeded
     assert Status.ATTACHED not in DETACH.succeeded
+
+
+class RacedApi(FakeApi):
+    """Someone else unlinks the instance between our link read and our detach; the service
+    then answers OperationDenied (the emulator's assumption for "not linked")."""
+
+    async def detach_classic_link_vpc(self, region: str, instance_id: str, vpc_id: str) -> str:
+        self.sent[("detach", instance_id)] += 1
+        self.links.pop(instance_id, None)  # the other tool got there first
+        raise ApiError("OperationDenied", "The instance is not linked", http_status=403)
+
+
+async def test_operation_denied_on_detach_is_read_back_not_final() -> None:
+    api = RacedApi({"i-1": "vpc-a"})
+    results: list[RowResult] = []
+    outcome = await detach(
+        [Row(2, REGION, "i-1", "vpc-a")], api=api, settings=FAST, on_result=results.append
+    )
+    assert results[0].status is Status.DETACHED
+    assert "confirmed by read-back after OperationDenied" in results[0].message
+    assert api.sent == Counter({("detach", "i-1"): 1})
+    assert outcome.exit_code == ExitCode.OK

@@ -80,6 +80,10 @@ ATTACH = Action(
     uses_quota=True,
 )
 
+# Unconfirmed (lifecycle facts): what detach answers for an instance that is not linked,
+# or linked to another VPC. The worker reads the VPC's links first, so such a row is not
+# sent; when the link went away meanwhile, the emulator's assumption is OperationDenied.
+# So that answer is read back instead of taken as final: no link any more is `detached`.
 DETACH = Action(
     name="detach",
     api_action="DetachClassicLinkVpc",
@@ -91,4 +95,5 @@ DETACH = Action(
     done_word="detached",
     succeeded=frozenset({Status.DETACHED, Status.NOT_LINKED}),
     uses_quota=False,
+    overrides=MappingProxyType({"OperationDenied": ErrorClass.AMBIGUOUS}),
 )

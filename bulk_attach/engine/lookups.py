@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from bulk_attach.api.client import MAX_IDS_PER_CALL, InstanceInfo, Link, RequestGate, VpcInfo
 from bulk_attach.engine.reads import ReadOnly
@@ -39,6 +39,7 @@ __all__ = [
     "CountingGate",
     "InstanceLinks",
     "Instances",
+    "Lookups",
     "ReadApi",
     "VpcAttributes",
     "VpcLinks",
@@ -120,6 +121,20 @@ class _Lookup(Generic[V]):
     def request(self, region: str, key: str) -> asyncio.Future[V]:
         raise NotImplementedError
 
+    async def settled(self) -> None:
+        """Wait until every future requested so far is done (answered, failed or cancelled)."""
+        while True:
+            pending = [f for f in self._futures.values() if not f.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending)
+
+    def answers(self) -> Iterator[tuple[str, str, V]]:
+        """(region, key, answer) of every key answered so far (failures left out)."""
+        for (region, key), future in list(self._futures.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                yield region, key, future.result()
+
     def peek(self, region: str, key: str) -> asyncio.Future[V] | None:
         """The future of a key already requested (settled or not), else None."""
         return self._futures.get((region, key))
@@ -165,12 +180,12 @@ class _Single(_Lookup[V]):
     async def _fill(self, region: str, key: str, future: asyncio.Future[V]) -> None:
         try:
             value = await self._fetch(region, key)
-        except EcsError as error:
-            future.set_exception(error.with_traceback(None))
-            _retrieved(future)
         except asyncio.CancelledError:
             future.cancel()
             raise
+        except Exception as error:  # an EcsError, or SendingClosed: every waiter sees it
+            future.set_exception(error.with_traceback(None))
+            _retrieved(future)
         else:
             future.set_result(value)
 
@@ -261,14 +276,14 @@ class _Batched(_Lookup[V]):
     async def _fill(self, region: str, queue: dict[str, asyncio.Future[V]]) -> None:
         try:
             found = await self._fetch(region, list(queue))
-        except EcsError as error:
-            for future in queue.values():
-                future.set_exception(error.with_traceback(None))
-                _retrieved(future)
         except asyncio.CancelledError:
             for future in queue.values():
                 future.cancel()
             raise
+        except Exception as error:  # an EcsError, or SendingClosed: every waiter sees it
+            for future in queue.values():
+                future.set_exception(error.with_traceback(None))
+                _retrieved(future)
         else:
             for key, future in queue.items():
                 future.set_result(found.get(key, self._absent()))
@@ -328,3 +343,41 @@ class InstanceLinks(_Batched[tuple[str, ...]]):
 
     def _absent(self) -> tuple[str, ...]:
         return ()
+
+
+class Lookups:
+    """The four lookups of one job, sharing one API, one ``ReadOnly`` and one window."""
+
+    __slots__ = ("instance_links", "instances", "vpc_links", "vpcs")
+
+    def __init__(self, api: ReadApi, reads: ReadOnly, *, window: float = DEFAULT_WINDOW) -> None:
+        self.instances = Instances(api, reads, window=window)
+        self.vpcs = VpcAttributes(api, reads)
+        self.vpc_links = VpcLinks(api, reads)
+        self.instance_links = InstanceLinks(api, reads, window=window)
+
+    def _all(self) -> tuple[_Lookup[Any], ...]:
+        return (self.instances, self.vpcs, self.vpc_links, self.instance_links)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Full batches only until the block ends (see ``_Batched.hold``)."""
+        with self.instances.hold(), self.instance_links.hold():
+            yield
+
+    async def settled(self) -> None:
+        """Wait until every key requested so far has its answer (or its failure)."""
+        for lookup in self._all():
+            await lookup.settled()
+
+    def close(self) -> None:
+        for lookup in self._all():
+            lookup.close()
+
+    def calls(self) -> dict[str, dict[str, int]]:
+        """Requests made per lookup and action (pages and retries included)."""
+        names = ("instances", "vpc_attributes", "vpc_links", "instance_links")
+        return {name: dict(lookup.calls) for name, lookup in zip(names, self._all(), strict=True)}
+
+    def __repr__(self) -> str:
+        return f"<Lookups {' '.join(repr(lookup) for lookup in self._all())}>"

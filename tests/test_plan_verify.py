@@ -23,6 +23,7 @@ from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.report import read_report
 from bulk_attach.job import run_job
 from bulk_attach.plan import PlanSettings, plan_job
+from bulk_attach.progress import render_read_summary
 from bulk_attach.session import open_session
 from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
 from bulk_attach.verify import ReadBy, VerifySettings, verify_job
@@ -158,6 +159,10 @@ async def test_plan_sends_nothing_and_honours_vpc_quota(tmp_path: Path) -> None:
     statuses = [r.status for r in read_report(tmp_path / "plan.csv")]
     assert statuses == [Status.WOULD_ATTACH] * 4 + [Status.WOULD_SKIP] * 6
     assert result.summary["by_vpc"]["vpc-c00"]["headroom"] == 0
+    text = render_read_summary(result.summary)
+    assert "status: would_attach 4, would_skip 6" in text
+    assert "vpc-c00: would_attach 4, would_skip 6 [links 0 now, 4 after the plan, of 4" in text
+    assert "calls: 4 (DescribeClassicLinkInstances 2, DescribeInstances 1" in text
 
 
 # --- verify -----------------------------------------------------------------------------------

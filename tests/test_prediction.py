@@ -116,7 +116,7 @@ def test_the_ledger_and_the_service_quota_are_replayed() -> None:
     ]
     assert forecast.headroom()["vpc-a"] == {
         "linked": 0,
-        "would_attach": 3,
+        "linked_after": 3,
         "quota": 3,
         "headroom": 0,
     }

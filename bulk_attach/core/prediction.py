@@ -433,13 +433,13 @@ class Forecast:
         )
 
     def headroom(self) -> dict[str, dict[str, Any]]:
-        """Per VPC after the plan: links now, rows that would attach, the quota and the room
-        left (as the run's ledger would see it)."""
+        """Per VPC: links now, links after the plan (as the run's ledger would count them),
+        the quota assumed and the room left after the plan."""
         quota = min(self.vpc_quota, self.service_quota)
         return {
             vpc: {
                 "linked": book.linked,
-                "would_attach": book.ledger - book.linked,
+                "linked_after": book.ledger,
                 "quota": quota,
                 "headroom": 0 if book.full else max(0, quota - book.ledger),
             }

@@ -149,4 +149,39 @@ def render_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight"})
+_QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight", "linked_after"})
+
+
+def render_read_summary(summary: dict[str, Any]) -> str:
+    """The end-of-job summary of ``plan`` or ``verify`` for a person: counts by outcome,
+    per VPC (with the headroom a plan leaves), and the calls made."""
+    command = summary.get("command", "plan")
+    lines = [f"{command}: {summary['total']} rows in {summary['duration_seconds']:.1f}s"]
+    statuses = ", ".join(f"{name} {n}" for name, n in summary["by_status"].items() if n)
+    lines.append(f"  status: {statuses or 'none'}")
+    if summary["by_error_code"]:
+        codes = ", ".join(f"{code} {n}" for code, n in summary["by_error_code"].items())
+        lines.append(f"  codes: {codes}")
+    vpcs = summary.get("by_vpc") or {}
+    if vpcs:
+        lines.append("  per VPC:")
+        for vpc, figures in vpcs.items():
+            counts = ", ".join(
+                f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
+            )
+            room = ""
+            if "quota" in figures:
+                room = (
+                    f" [links {figures['linked']} now, {figures['linked_after']} after the plan, "
+                    f"of {figures['quota']}; headroom {figures['headroom']}]"
+                )
+            lines.append(f"    {vpc}: {counts}{room}")
+    calls = summary.get("calls") or {}
+    if calls:
+        kinds = ", ".join(f"{action} {n}" for action, n in calls.get("by_action", {}).items())
+        lines.append(f"  calls: {calls.get('total', 0)} ({kinds or 'none'})")
+    if summary.get("stopped"):
+        detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
+        lines.append(f"  stopped early: {summary['stopped']}{detail}")
+    lines.append(f"  exit code {summary.get('exit_code', '?')}")
+    return "\n".join(lines)

@@ -136,6 +136,17 @@ def memory_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def plan_figures(data: dict[str, Any]) -> list[Figure]:
+    name = "plan/verify"
+    rows = f"{data['rows']:,} rows over {data['vpcs']} VPCs"
+    plan = ", ".join(f"{action} {n}" for action, n in data["plan_calls"].items())
+    return [
+        Figure(name, f"plan calls, {rows}", f"{data['plan_calls_total']} ({plan})"),
+        Figure(name, f"plan duration at {data['rate']:g}/s", f"{data['plan_seconds']:.1f} s"),
+        Figure(name, f"verify calls, {data['rows']:,} rows", f"{data['verify_calls_total']}"),
+    ]
+
+
 _EMULATOR_LINE = re.compile(r"^\s*(\w+): (\d+) requests in [\d.]+ s = ([\d,]+) req/s", re.M)
 
 
@@ -164,6 +175,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[int, str], Outcome]]] = {
     "rate": ("bench_rate.py", lambda c, o: json_outcome(rate_figures, c, o)),
     "overhead": ("bench_overhead.py", lambda c, o: json_outcome(overhead_figures, c, o)),
     "memory": ("bench_memory.py", lambda c, o: json_outcome(memory_figures, c, o)),
+    "plan": ("bench_plan.py", lambda c, o: json_outcome(plan_figures, c, o)),
 }
 
 

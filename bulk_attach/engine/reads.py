@@ -1,0 +1,141 @@
+"""Read-only calls with their own retries: the attacher's ``_read_only``, shared.
+
+Describe calls are idempotent, so every transient failure is retried (throttling slows the
+region's gate down), a permanent one is the caller's to report, and a fatal one stops the
+run (``StopReason.FATAL``, exit 3). Until the service has answered once, the endpoint
+itself is in question: calls the API did not answer are counted, and a wrong endpoint
+stops the run after a few of them rather than after retries per row.
+
+This is ``Attacher._read_only`` and ``Attacher._endpoint_is_wrong`` moved into their own
+object so that the read-only commands (``plan``, ``verify``) and the lookups
+(``engine/lookups.py``) use the same rules. ``engine/attacher.py`` still carries its own
+copy until the lead switches it over to this one (the behaviour is the same line for line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from bulk_attach.core.catalog import ErrorClass, LocalCode
+from bulk_attach.core.retrying import RetryPolicy
+from bulk_attach.engine.control import RunControl, StopReason
+from bulk_attach.engine.events import Listener, RunStopping, Throttled
+from bulk_attach.engine.gates import RateGate
+from bulk_attach.errors import ApiError, EcsError, TransportError
+
+__all__ = ["ReadOnly"]
+
+T = TypeVar("T")
+
+# See engine/attacher.py: strangers (answers that are not the API's) and silences (no
+# answer at all) tolerated before the API has answered once.
+_STRANGERS_BEFORE_STOP = 3
+_SILENCES_BEFORE_STOP = 12
+
+
+def _not_the_api(error: EcsError) -> bool:
+    return isinstance(error, TransportError) and error.code == LocalCode.INVALID_RESPONSE
+
+
+class ReadOnly:
+    """Runs one read-only call with retries: ``await reads(region, lambda: client.x(...))``."""
+
+    __slots__ = (
+        "_control",
+        "_emit",
+        "_gate",
+        "_policy",
+        "_rand",
+        "_silences",
+        "_sleep",
+        "_strangers",
+        "reached",
+    )
+
+    def __init__(
+        self,
+        gate: RateGate,
+        policy: RetryPolicy,
+        control: RunControl,
+        *,
+        emit: Listener,
+        rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._gate = gate
+        self._policy = policy
+        self._control = control
+        self._emit = emit
+        self._rand = rand
+
+        async def pause(delay: float) -> None:
+            await control.unless_closed(sleep(delay))
+
+        self._sleep: Callable[[float], Awaitable[None]] = pause
+        # Whether the service has answered anything yet (see the module docstring).
+        self.reached = False
+        self._strangers = 0
+        self._silences = 0
+
+    async def __call__(self, region: str, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = await call()
+            except EcsError as error:
+                self.reached = self.reached or isinstance(error, ApiError)
+                exhausted = attempt >= self._policy.max_attempts
+                if not self.reached and isinstance(error, TransportError):
+                    if self._control.reason is StopReason.FATAL:
+                        raise
+                    verdict = self._endpoint_is_wrong(error, exhausted=exhausted)
+                    if verdict:
+                        self._stop(verdict)
+                        raise
+                elif error.error_class is ErrorClass.FATAL:
+                    self._stop(error.code)
+                    raise
+                elif exhausted or error.error_class is ErrorClass.PERMANENT:
+                    raise
+                elif self._control.reason is StopReason.FATAL:
+                    raise  # the run is wrong: asking again helps no one
+                delay = self._policy.backoff(
+                    attempt, error.error_class, error.retry_after, self._rand()
+                )
+                if error.error_class is ErrorClass.THROTTLED:
+                    rate = self._gate.on_throttle(region)
+                    if rate is not None:
+                        self._emit(Throttled(region=region, rate=rate))
+                await self._sleep(delay)
+            else:
+                self.reached = True
+                return answer
+
+    def _endpoint_is_wrong(self, error: TransportError, *, exhausted: bool) -> str:
+        if _not_the_api(error):
+            self._strangers += 1
+            if self._strangers >= _STRANGERS_BEFORE_STOP or exhausted:
+                return (
+                    f"no answer came from the ECS API: {self._strangers} answers were not the "
+                    f"API's (is the endpoint right?); the last: {error}"
+                )
+        else:
+            self._silences += 1
+            if self._silences >= _SILENCES_BEFORE_STOP or exhausted:
+                return (
+                    f"the service was never reached: {self._silences} calls had no answer; "
+                    f"the last: {error}"
+                )
+        return ""
+
+    def _stop(self, detail: str) -> None:
+        if self._control.stop(StopReason.FATAL, detail):
+            self._emit(RunStopping(f"{StopReason.FATAL}: {detail}"))
+
+    def __repr__(self) -> str:
+        state = "reached" if self.reached else "not reached yet"
+        return f"<ReadOnly {state}, {self._policy!r}>"

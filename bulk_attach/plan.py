@@ -41,11 +41,11 @@ from bulk_attach.core.prediction import (
     Variant,
 )
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.attacher import utc_now
 from bulk_attach.engine.control import RunControl
 from bulk_attach.engine.events import Listener, RowSettled
 from bulk_attach.engine.lookups import Lookups, ReadApi
 from bulk_attach.engine.sources import RowSource
+from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import ExitCode
 from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import ReportWriter, write_summary
@@ -54,9 +54,9 @@ from bulk_attach.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
     DEFAULT_VPC_QUOTA,
+    AttemptSettings,
     ClientSettings,
     ReportFormat,
-    RetrySettings,
 )
 
 __all__ = ["PLAN_OK", "PlanSettings", "plan_job"]
@@ -83,7 +83,7 @@ class PlanSettings:
     service_quota: int = DOCUMENTED_VPC_QUOTA
     variant: Variant = Variant.CURRENT
     concurrency: int = DEFAULT_CONCURRENCY
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    attempts: AttemptSettings = field(default_factory=AttemptSettings)
 
 
 async def plan_job(
@@ -109,7 +109,7 @@ async def plan_job(
         client_settings,
         credentials,
         rate=settings.rate,
-        retry=settings.retry,
+        attempts=settings.attempts,
         listeners=listeners,
         control=control,
         api=api,

@@ -1,7 +1,7 @@
 """What the read-only jobs (``plan``, ``verify``) share: a session and their result.
 
 A ``ReadSession`` is the run's gate (``RateGate``, the same per-region rate), a counting
-gate around it, the client (or an injected API object: a fake in tests), the run's retry
+gate around it, the client (or an injected API object: a fake in tests), the run's attempt
 rules for reads (``ReadOnly``) and the four lookups. Nothing in it changes the service.
 """
 
@@ -16,19 +16,19 @@ from typing import Any
 
 from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import Credentials
+from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.catalog import ErrorClass
 from bulk_attach.core.outcomes import RowResult, Status
 from bulk_attach.core.prediction import ReadFailure
-from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.attacher import utc_now
 from bulk_attach.engine.control import RunControl, SendingClosed
 from bulk_attach.engine.events import Event, Listener
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.lookups import CountingGate, Lookups, ReadApi
 from bulk_attach.engine.reads import ReadOnly
+from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import EcsError
-from bulk_attach.settings import ClientSettings, RetrySettings
+from bulk_attach.settings import AttemptSettings, ClientSettings
 
 __all__ = ["ReadJobResult", "ReadSession", "failure_of", "open_session", "result_row"]
 
@@ -72,7 +72,7 @@ async def open_session(
     credentials: Credentials,
     *,
     rate: float | None,
-    retry: RetrySettings,
+    attempts: AttemptSettings,
     listeners: Sequence[Listener] = (),
     control: RunControl | None = None,
     api: ReadApi | None = None,
@@ -94,7 +94,7 @@ async def open_session(
     rate_gate.close_with(control)
     gate = CountingGate(rate_gate)
     extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-    reads = ReadOnly(rate_gate, RetryPolicy(retry), control, emit=emit, **extra)
+    reads = ReadOnly(rate_gate, AttemptPolicy(attempts), control, emit=emit, **extra)
     async with AsyncExitStack() as stack:
         if api is None:
             api = await stack.enter_async_context(

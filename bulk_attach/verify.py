@@ -36,16 +36,16 @@ from bulk_attach.api.credentials import Credentials
 from bulk_attach.core.outcomes import RowResult, Status, Summary
 from bulk_attach.core.prediction import ReadFailure
 from bulk_attach.core.rows import Row
-from bulk_attach.engine.attacher import utc_now
 from bulk_attach.engine.control import RunControl
 from bulk_attach.engine.events import Listener, RowSettled
 from bulk_attach.engine.lookups import Lookups, ReadApi
 from bulk_attach.engine.sources import RowSource
+from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import ExitCode
 from bulk_attach.files.paths import ReportPaths
 from bulk_attach.files.report import ReportWriter, write_summary
 from bulk_attach.session import ReadJobResult, failure_of, open_session, result_row
-from bulk_attach.settings import DEFAULT_RATE, ClientSettings, ReportFormat, RetrySettings
+from bulk_attach.settings import DEFAULT_RATE, AttemptSettings, ClientSettings, ReportFormat
 
 __all__ = ["VERIFY_OK", "ReadBy", "VerifySettings", "link_state", "verify_job"]
 
@@ -65,7 +65,7 @@ class VerifySettings:
     input_path: Path | None = None  # for the summary only
     rate: float | None = DEFAULT_RATE
     read_by: ReadBy = ReadBy.INSTANCE
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    attempts: AttemptSettings = field(default_factory=AttemptSettings)
 
 
 def link_state(row: Row, linked_to: Sequence[str] | ReadFailure) -> tuple[Status, str, str]:
@@ -96,7 +96,7 @@ async def verify_job(
         client_settings,
         credentials,
         rate=settings.rate,
-        retry=settings.retry,
+        attempts=settings.attempts,
         listeners=listeners,
         control=control,
         api=api,

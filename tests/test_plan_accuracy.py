@@ -42,11 +42,11 @@ from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.report import read_report
 from bulk_attach.job import run_job
 from bulk_attach.plan import PlanSettings, plan_job
-from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
 
 HZ, SH = "cn-hangzhou", "cn-shanghai"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-FAST = RetrySettings(base_delay=0.001, max_delay=0.01, throttle_base_delay=0.001)
+FAST = AttemptSettings(base_delay=0.001, max_delay=0.01, throttle_base_delay=0.001)
 LOCKS_VISIBLE = "lock_reasons" in {f.name for f in dataclasses.fields(InstanceInfo)}
 
 # Every reason a plan may leave a row undetermined (core/prediction.py's docstring).
@@ -116,17 +116,17 @@ async def plan_then_run(
             service_quota=service_quota,
             variant=Variant(model.variant),
             concurrency=1,
-            retry=FAST,
+            attempts=FAST,
         )
         await plan_job(read_pairs(pairs), plan, client, credentials_of(emu))
         assert emu.model.snapshot()["total_attach_attempts"] == 0, "plan sent an attach"
         run = RunSettings(
-            pairs,
+            input_path=pairs,
             report_path=work / "run.csv",
             rate=None,
             vpc_quota=vpc_quota,
             concurrency=1,
-            retry=FAST,
+            attempts=FAST,
         )
         await run_job(run, client, credentials_of(emu))
     return list(read_report(work / "plan.csv")), list(read_report(work / "run.csv"))

@@ -25,11 +25,11 @@ from bulk_attach.job import run_job
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import open_session
-from bulk_attach.settings import ClientSettings, RetrySettings, RunSettings
+from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
 from bulk_attach.verify import ReadBy, VerifySettings, verify_job
 
 HZ, SH = "cn-hangzhou", "cn-shanghai"
-FAST = RetrySettings(base_delay=0.001, max_delay=0.01, throttle_base_delay=0.001)
+FAST = AttemptSettings(base_delay=0.001, max_delay=0.01, throttle_base_delay=0.001)
 
 
 def creds(emu: RunningEmulator) -> Credentials:
@@ -67,7 +67,7 @@ async def test_plan_of_10000_rows_over_20_vpcs_takes_batched_calls(tmp_path: Pat
         model.link(f"i-o{n:04d}", "vpc-c00")
     pairs = write_rows(tmp_path / "pairs.csv", rows)
     async with running_emulator(model, EmulatorSettings()) as emu:
-        settings = PlanSettings(tmp_path / "plan.csv", rate=None, retry=FAST)
+        settings = PlanSettings(tmp_path / "plan.csv", rate=None, attempts=FAST)
         result = await plan_job(
             read_pairs(pairs), settings, ClientSettings(endpoint=emu.endpoint), creds(emu)
         )
@@ -174,7 +174,9 @@ async def test_verify_after_a_run_then_after_changes(tmp_path: Path) -> None:
     pairs = write_rows(tmp_path / "pairs.csv", rows)
     async with running_emulator(model, EmulatorSettings()) as emu:
         client, key = ClientSettings(endpoint=emu.endpoint), creds(emu)
-        run = RunSettings(pairs, report_path=tmp_path / "run.csv", rate=None, retry=FAST)
+        run = RunSettings(
+            input_path=pairs, report_path=tmp_path / "run.csv", rate=None, attempts=FAST
+        )
         assert (await run_job(run, client, key)).exit_code == ExitCode.OK
         emu.emulator.calls.clear()
 
@@ -244,7 +246,7 @@ async def test_concurrent_gets_share_batched_calls() -> None:
     model, _ = fleet(250, 2)
     async with running_emulator(model, EmulatorSettings()) as emu:
         async with open_session(
-            ClientSettings(endpoint=emu.endpoint), creds(emu), rate=None, retry=FAST
+            ClientSettings(endpoint=emu.endpoint), creds(emu), rate=None, attempts=FAST
         ) as session:
             lookups, gate = session.lookups, session.gate
             ids = [f"i-c{n:06d}" for n in range(250)] + ["i-absent"]
@@ -264,7 +266,7 @@ async def test_a_partial_batch_leaves_after_its_window() -> None:
     model, _ = fleet(3, 1)
     async with running_emulator(model, EmulatorSettings()) as emu:
         async with open_session(
-            ClientSettings(endpoint=emu.endpoint), creds(emu), rate=None, retry=FAST, window=0.0
+            ClientSettings(endpoint=emu.endpoint), creds(emu), rate=None, attempts=FAST, window=0.0
         ) as session:
             lookups = session.lookups
             first = await lookups.instance_links.get(HZ, "i-c000000")

@@ -6,9 +6,9 @@ run (``StopReason.FATAL``, exit 3). Until the service has answered once, the end
 itself is in question: calls the API did not answer are counted, and a wrong endpoint
 stops the run after a few of them rather than after retries per row.
 
-This is ``Attacher._read_only`` and ``Attacher._endpoint_is_wrong`` moved into their own
+This is ``Worker._read_only`` and ``Worker._endpoint_is_wrong`` moved into their own
 object so that the read-only commands (``plan``, ``verify``) and the lookups
-(``engine/lookups.py``) use the same rules. ``engine/attacher.py`` still carries its own
+(``engine/lookups.py``) use the same rules. ``engine/worker.py`` still carries its own
 copy until the lead switches it over to this one (the behaviour is the same line for line).
 """
 
@@ -19,8 +19,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.catalog import ErrorClass, LocalCode
-from bulk_attach.core.retrying import RetryPolicy
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Listener, RunStopping, Throttled
 from bulk_attach.engine.gates import RateGate
@@ -30,7 +30,7 @@ __all__ = ["ReadOnly"]
 
 T = TypeVar("T")
 
-# See engine/attacher.py: strangers (answers that are not the API's) and silences (no
+# See engine/worker.py: strangers (answers that are not the API's) and silences (no
 # answer at all) tolerated before the API has answered once.
 _STRANGERS_BEFORE_STOP = 3
 _SILENCES_BEFORE_STOP = 12
@@ -58,7 +58,7 @@ class ReadOnly:
     def __init__(
         self,
         gate: RateGate,
-        policy: RetryPolicy,
+        policy: AttemptPolicy,
         control: RunControl,
         *,
         emit: Listener,

@@ -205,7 +205,8 @@ def worlds(draw: st.DrawFn) -> World:
         vpcs.append(vpc)
         if not one_in(draw, 8):  # else the VPC does not exist
             model.add_vpc(vpc)
-            fillers = draw(st.integers(0, 3)) if one_in(draw, 3) else 0
+            # A link is same-account only (lifecycle facts): another account's VPC gets none.
+            fillers = draw(st.integers(0, 3)) if one_in(draw, 3) and vpc.owner == "default" else 0
             for f in range(fillers):  # other instances' links: full VPCs
                 filler = Instance(f"i-f{v}x{f}", vpc.region_id)
                 model.add_instance(filler)
@@ -226,7 +227,9 @@ def worlds(draw: st.DrawFn) -> World:
             linkable = [
                 v.vpc_id
                 for v in vpcs
-                if v.vpc_id in model.vpcs and v.region_id == instance.region_id
+                if v.vpc_id in model.vpcs
+                and v.region_id == instance.region_id
+                and v.owner == instance.owner  # same account only (lifecycle facts)
             ]
             if linkable and one_in(draw, 4):  # already linked: to its row's VPC or elsewhere
                 model.link(instance.instance_id, draw(st.sampled_from(linkable)))

@@ -6,10 +6,8 @@ run (``StopReason.FATAL``, exit 3). Until the service has answered once, the end
 itself is in question: calls the API did not answer are counted, and a wrong endpoint
 stops the run after a few of them rather than after retries per row.
 
-This is ``Worker._read_only`` and ``Worker._endpoint_is_wrong`` moved into their own
-object so that the read-only commands (``plan``, ``verify``) and the lookups
-(``engine/lookups.py``) use the same rules. ``engine/worker.py`` still carries its own
-copy until the lead switches it over to this one (the behaviour is the same line for line).
+One object for every Describe call: the worker's (a VPC's links, a read-back), the
+read-only commands' (``plan``, ``verify``) and the lookups' (``engine/lookups.py``).
 """
 
 from __future__ import annotations
@@ -30,9 +28,14 @@ __all__ = ["ReadOnly"]
 
 T = TypeVar("T")
 
-# See engine/worker.py: strangers (answers that are not the API's) and silences (no
-# answer at all) tolerated before the API has answered once.
+# Answers that are not the API's (an HTML page, an empty 200, another server's JSON) before
+# the API has answered once: the second is a repeat, the third settles it. Concurrent first
+# reads reach this in one wave, so a wrong endpoint costs a handful of requests, not retries
+# per row; a single stray answer at start-up is still ridden out.
 _STRANGERS_BEFORE_STOP = 3
+# Calls with no answer at all (refused, dropped, timed out) before the API has answered
+# once. A network can lose a few calls (the emulator's chaos faults do), so more patience;
+# a server that drops every connection still reaches it in the first wave or two.
 _SILENCES_BEFORE_STOP = 12
 
 
@@ -94,10 +97,10 @@ class ReadOnly:
                         raise
                     verdict = self._endpoint_is_wrong(error, exhausted=exhausted)
                     if verdict:
-                        self._stop(verdict)
+                        self.stop(verdict)
                         raise
                 elif error.error_class is ErrorClass.FATAL:
-                    self._stop(error.code)
+                    self.stop(error.code)
                     raise
                 elif exhausted or error.error_class is ErrorClass.PERMANENT:
                     raise
@@ -132,7 +135,8 @@ class ReadOnly:
                 )
         return ""
 
-    def _stop(self, detail: str) -> None:
+    def stop(self, detail: str) -> None:
+        """Stop the run as wrong (exit 3) and say why at once, not only in the summary."""
         if self._control.stop(StopReason.FATAL, detail):
             self._emit(RunStopping(f"{StopReason.FATAL}: {detail}"))
 

@@ -40,12 +40,12 @@ from bulk_attach.engine.control import (
     INTERRUPTED_IN_FLIGHT,
     RunControl,
     SendingClosed,
-    StopReason,
 )
-from bulk_attach.engine.events import Listener, RowRetrying, RunStopping, Throttled
+from bulk_attach.engine.events import Listener, RowRetrying, Throttled
 from bulk_attach.engine.gates import RateGate
+from bulk_attach.engine.reads import ReadOnly
 from bulk_attach.engine.vpcs import LinkBook
-from bulk_attach.errors import ApiError, EcsError, TransportError
+from bulk_attach.errors import EcsError
 
 __all__ = ["Worker", "WorkerApi", "utc_now"]
 
@@ -65,23 +65,6 @@ class WorkerApi(MutatingApi, Protocol):
     async def describe_classic_link_instances(
         self, region: str, *, vpc_id: str | None = None, instance_ids: Sequence[str] = ()
     ) -> Sequence[_Link]: ...
-
-
-# Answers that are not the API's (an HTML page, an empty 200, another server's JSON) before
-# the API has answered once: the second is a repeat, the third settles it. Concurrent first
-# reads reach this in one wave, so a wrong endpoint costs a handful of requests, not retries
-# per row; a single stray answer at start-up is still ridden out.
-_STRANGERS_BEFORE_STOP = 3
-# Calls with no answer at all (refused, dropped, timed out) before the API has answered
-# once. A network can lose a few calls (the emulator's chaos faults do), so more patience;
-# a server that drops every connection still reaches it in the first wave or two.
-_SILENCES_BEFORE_STOP = 12
-
-
-def _not_the_api(error: EcsError) -> bool:
-    """Something answered, and it was not the API (the client's verdict: no RequestId and
-    no Code, or not even HTTP). A timeout or a refused connection is silence instead."""
-    return isinstance(error, TransportError) and error.code == LocalCode.INVALID_RESPONSE
 
 
 class _Stopping(Exception):
@@ -134,13 +117,8 @@ class Worker:
         self._unanswered: set[Key] = set()
         # Rows a previous run had sent but never settled (it died with them in flight).
         self._in_doubt = in_doubt
-        # Whether the service has answered anything yet: if it never has and nothing can be
-        # sent, the endpoint (or the network) is wrong for the whole run, not for one row.
-        self._reached = False
-        # Failures counted until the API first answers: answers from something that is not
-        # the API, and calls that had no answer at all.
-        self._strangers = 0
-        self._silences = 0
+        # Describe calls: their own retries, and the verdict on a wrong endpoint.
+        self._reads = ReadOnly(gate, policy, control, emit=emit, rand=rand, sleep=sleep)
         self.links = LinkBook(self._read_vpc_links, check=self._unless_stopping)
 
     # --- the worker body ---------------------------------------------------------------
@@ -270,7 +248,7 @@ class Worker:
             # The service knows better than our count: close this VPC for the rest of the run.
             self._ledger.mark_full(row.vpc_id)
         if abort or self.action.error_class(error) is ErrorClass.FATAL:
-            self._stop(error.code)
+            self._reads.stop(error.code)
         return self._failed(row, error, attempt, started)
 
     async def _reconcile(
@@ -278,7 +256,7 @@ class Worker:
     ) -> RowResult | None:
         """Read the link back after an ambiguous answer; None means "not done: may try again"."""
         try:
-            links = await self._read_only(
+            links = await self._reads(
                 row.region_id,
                 lambda: self._api.describe_classic_link_instances(
                     row.region_id, instance_ids=[row.instance_id]
@@ -317,80 +295,13 @@ class Worker:
             raise _Stopping
 
     async def _read_vpc_links(self, region: str, vpc_id: str) -> list[str]:
-        links = await self._read_only(
+        links = await self._reads(
             region, lambda: self._api.describe_classic_link_instances(region, vpc_id=vpc_id)
         )
         instances = [link.instance_id for link in links if link.vpc_id == vpc_id]
         if not self._ledger.is_known(vpc_id):
             self._ledger.set_linked(vpc_id, len(instances))
         return instances
-
-    async def _read_only(self, region: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Describe calls are idempotent: retry every transient failure, stop on fatal.
-
-        Until the service has answered once, the endpoint itself is in question, and as no
-        attach leaves before a VPC's links are read, stopping then costs nothing but a
-        re-run. So a call the API did not answer is retried, whatever its class, until
-        ``_endpoint_is_wrong`` says the run is misconfigured (FATAL, exit 3). Once the
-        service has answered, such failures are the row's, as any other.
-        """
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = await call()
-            except EcsError as error:
-                self._reached = self._reached or isinstance(error, ApiError)
-                exhausted = attempt >= self._policy.max_attempts
-                if not self._reached and isinstance(error, TransportError):
-                    # A stranger's HTTP status (a 401 or a 404 page) says nothing about the
-                    # run or the row: only the verdict on the endpoint counts.
-                    if self._control.reason is StopReason.FATAL:
-                        raise
-                    verdict = self._endpoint_is_wrong(error, exhausted=exhausted)
-                    if verdict:
-                        self._stop(verdict)
-                        raise
-                elif error.error_class is ErrorClass.FATAL:
-                    self._stop(error.code)
-                    raise
-                elif exhausted or error.error_class is ErrorClass.PERMANENT:
-                    raise
-                elif self._control.reason is StopReason.FATAL:
-                    raise  # the run is wrong: asking again helps no one
-                delay = self._policy.backoff(
-                    attempt, error.error_class, error.retry_after, self._rand()
-                )
-                if error.error_class is ErrorClass.THROTTLED:
-                    self._slow_down(region)
-                await self._sleep(delay)
-            else:
-                self._reached = True
-                return answer
-
-    def _endpoint_is_wrong(self, error: TransportError, *, exhausted: bool) -> str:
-        """Count a call the API has not answered, before it ever has; the reason to stop the
-        run once the count (or one read's attempts) settles it, else ""."""
-        if _not_the_api(error):
-            self._strangers += 1
-            if self._strangers >= _STRANGERS_BEFORE_STOP or exhausted:
-                return (
-                    f"no answer came from the ECS API: {self._strangers} answers were not the "
-                    f"API's (is the endpoint right?); the last: {error}"
-                )
-        else:
-            self._silences += 1
-            if self._silences >= _SILENCES_BEFORE_STOP or exhausted:
-                return (
-                    f"the service was never reached: {self._silences} calls had no answer; "
-                    f"the last: {error}"
-                )
-        return ""
-
-    def _stop(self, detail: str) -> None:
-        """Stop the run as wrong (exit 3) and say why at once, not only in the summary."""
-        if self._control.stop(StopReason.FATAL, detail):
-            self._emit(RunStopping(f"{StopReason.FATAL}: {detail}"))
 
     # --- small helpers --------------------------------------------------------------------
 

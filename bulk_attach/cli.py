@@ -8,9 +8,7 @@ line on stderr and its exit code; a traceback is only shown for a bug, with ``--
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +18,8 @@ import typer
 from bulk_attach import __version__
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.core.planning import RetrySelection
-from bulk_attach.errors import BulkAttachError, ExitCode, UsageError
+from bulk_attach.emulator.cli import emulator
+from bulk_attach.errors import BulkAttachError, ExitCode
 from bulk_attach.files.paths import run_report_for
 from bulk_attach.options import (
     CONNECTION,
@@ -34,7 +33,6 @@ from bulk_attach.options import (
     JobPolicy,
     Output,
     Pace,
-    VerboseOpt,
     setup_logging,
     takes,
 )
@@ -129,6 +127,10 @@ def retry(
     _start_job(settings, output, connection, credentials, selection)
 
 
+# The emulator's command line lives beside the emulator; listed after the job commands.
+app.command()(emulator)
+
+
 def _run_settings(
     input_path: Path,
     report: Path | None,
@@ -207,203 +209,3 @@ def main() -> None:
             "Run again with --debug for a traceback, and please report it.\n"
         )
         sys.exit(ExitCode.INTERNAL)
-
-
-_EMU = "Emulator"
-_FAULTS = "Flow control and faults (deterministic under --seed)"
-
-
-@app.command()
-def emulator(
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, rich_help_panel=_EMU)] = 8080,
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host", help="Bind address (loopback unless you mean it).", rich_help_panel=_EMU
-        ),
-    ] = "127.0.0.1",
-    world: Annotated[
-        Path | None, typer.Option("--world", help="World JSON file.", rich_help_panel=_EMU)
-    ] = None,
-    world_from: Annotated[
-        Path | None,
-        typer.Option(
-            "--world-from",
-            metavar="PAIRS.csv",
-            help="Derive (or, with --world, complete) the world from a pairs CSV.",
-            rich_help_panel=_EMU,
-        ),
-    ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option("--region", help="Region for CSV rows without one.", rich_help_panel=_EMU),
-    ] = None,
-    variant: Annotated[
-        str,
-        typer.Option(
-            "--variant",
-            help="Error codes and statuses: '2018' (the contract page) or 'current' "
-            "(the 2024 doc: all 403, OperationDenied for linked elsewhere).",
-            rich_help_panel=_EMU,
-        ),
-    ] = "2018",
-    vpc_quota: Annotated[
-        int | None,
-        typer.Option(
-            "--vpc-quota", min=0, help="Links per VPC \\[default: 1000].", rich_help_panel=_EMU
-        ),
-    ] = None,
-    access_key_id: Annotated[
-        str | None,
-        typer.Option("--access-key-id", help="\\[default: generated]", rich_help_panel=_EMU),
-    ] = None,
-    access_key_secret: Annotated[
-        str | None,
-        typer.Option("--access-key-secret", help="\\[default: generated]", rich_help_panel=_EMU),
-    ] = None,
-    qps: Annotated[
-        float | None,
-        typer.Option(
-            "--qps",
-            min=0.0,
-            help="Requests/s per API before Throttling.User.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = None,
-    retry_after_ms: Annotated[
-        int | None,
-        typer.Option(
-            "--retry-after-ms",
-            help="Send x-acs-retry-after on throttled answers.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = None,
-    latency_ms: Annotated[
-        float, typer.Option("--latency-ms", min=0.0, rich_help_panel=_FAULTS)
-    ] = 0.0,
-    jitter_ms: Annotated[
-        float, typer.Option("--jitter-ms", min=0.0, rich_help_panel=_FAULTS)
-    ] = 0.0,
-    error_rate: Annotated[
-        float,
-        typer.Option(
-            "--error-rate", min=0.0, max=1.0, help="500 InternalError.", rich_help_panel=_FAULTS
-        ),
-    ] = 0.0,
-    unavailable_rate: Annotated[
-        float,
-        typer.Option(
-            "--unavailable-rate",
-            min=0.0,
-            max=1.0,
-            help="503 ServiceUnavailable.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    drop_rate: Annotated[
-        float,
-        typer.Option(
-            "--drop-rate", min=0.0, max=1.0, help="Dropped connections.", rich_help_panel=_FAULTS
-        ),
-    ] = 0.0,
-    hang_rate: Annotated[
-        float,
-        typer.Option(
-            "--hang-rate",
-            min=0.0,
-            max=1.0,
-            help="Hang for --hang-seconds.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    hang_seconds: Annotated[
-        float, typer.Option("--hang-seconds", min=0.0, rich_help_panel=_FAULTS)
-    ] = 30.0,
-    commit_then_error_rate: Annotated[
-        float,
-        typer.Option(
-            "--commit-then-error-rate",
-            min=0.0,
-            max=1.0,
-            help="Attach commits, then a 5xx.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    commit_then_drop_rate: Annotated[
-        float,
-        typer.Option(
-            "--commit-then-drop-rate",
-            min=0.0,
-            max=1.0,
-            help="Attach commits, then the connection drops.",
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", rich_help_panel=_FAULTS)] = 0,
-    verbose: VerboseOpt = 0,
-) -> None:
-    """Serve a local ECS (and VPC) API emulator until Ctrl-C."""
-    from bulk_attach.emulator.faults import FaultSettings
-    from bulk_attach.emulator.model import DEFAULT_QUOTA, EcsModel
-    from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator, serve
-    from bulk_attach.emulator.world import load_world, world_from_pairs
-
-    setup_logging(verbose)
-    if variant not in ("2018", "current"):
-        raise UsageError(f"--variant must be '2018' or 'current', not {variant!r}")
-    if (access_key_id is None) != (access_key_secret is None):
-        raise UsageError("give both --access-key-id and --access-key-secret, or neither")
-    quota = DEFAULT_QUOTA if vpc_quota is None else vpc_quota
-    model: EcsModel | None = None
-    if world is not None:
-        model = load_world(world, variant=variant, default_quota=vpc_quota)
-    if world_from is not None:
-        model = world_from_pairs(
-            world_from, model, default_region=region, variant=variant, default_quota=quota
-        )
-    if model is None:
-        model = EcsModel(variant=variant, default_quota=quota)
-    try:
-        faults = FaultSettings(
-            qps=qps or None,
-            retry_after_ms=retry_after_ms,
-            latency_ms=latency_ms,
-            jitter_ms=jitter_ms,
-            error_rate=error_rate,
-            unavailable_rate=unavailable_rate,
-            drop_rate=drop_rate,
-            hang_rate=hang_rate,
-            hang_seconds=hang_seconds,
-            commit_then_error_rate=commit_then_error_rate,
-            commit_then_drop_rate=commit_then_drop_rate,
-        )
-    except ValueError as error:  # e.g. fault rates that add up to more than 1
-        raise UsageError(str(error)) from None
-    settings = EmulatorSettings(
-        host=host,
-        port=port,
-        faults=faults,
-        seed=seed,
-        access_keys={access_key_id: access_key_secret}
-        if access_key_id and access_key_secret
-        else {},
-    )
-
-    def ready(running: RunningEmulator) -> None:
-        # The emulator's own credentials are printed on purpose: they exist only here.
-        typer.echo(f"ECS emulator listening on {running.endpoint}  (Ctrl-C to stop)")
-        typer.echo(f"  state:   {running.endpoint}/_emulator/state")
-        typer.echo(f"  export ALIBABA_CLOUD_ACCESS_KEY_ID={running.access_key_id}")
-        typer.echo(f"  export ALIBABA_CLOUD_ACCESS_KEY_SECRET={running.access_key_secret}")
-        typer.echo(f"  bulk-attach run PAIRS.csv --endpoint {running.endpoint}")
-
-    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        asyncio.run(serve(model, settings, on_ready=ready))
-    except KeyboardInterrupt:
-        typer.echo("emulator stopped")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

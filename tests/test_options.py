@@ -136,6 +136,7 @@ def test_a_group_option_must_be_keyword_only_with_a_default() -> None:
 # --- the option tables users rely on -----------------------------------------------------
 
 OUT, CONN, RUN, CRED = "Output", "Connection", "Run", "Credentials"
+EMU, FAULTS = "Emulator", "Flow control and faults"
 
 JOB_OPTIONS = {
     "--report": (OUT, None),
@@ -166,6 +167,31 @@ JOB_OPTIONS = {
     "--config-file": (CRED, None),
 }
 
+EMULATOR_OPTIONS = {
+    "--port": (EMU, 8080),
+    "--host": (EMU, "127.0.0.1"),
+    "--access-key-id": (EMU, None),
+    "--access-key-secret": (EMU, None),
+    "--world": (EMU, None),
+    "--world-from": (EMU, None),
+    "--region": (EMU, None),
+    "--variant": (EMU, "2018"),
+    "--vpc-quota": (EMU, None),
+    "--qps": (FAULTS, None),
+    "--retry-after-ms": (FAULTS, None),
+    "--latency-ms": (FAULTS, 0.0),
+    "--jitter-ms": (FAULTS, 0.0),
+    "--error-rate": (FAULTS, 0.0),
+    "--unavailable-rate": (FAULTS, 0.0),
+    "--drop-rate": (FAULTS, 0.0),
+    "--hang-rate": (FAULTS, 0.0),
+    "--hang-seconds": (FAULTS, 30.0),
+    "--commit-then-error-rate": (FAULTS, 0.0),
+    "--commit-then-drop-rate": (FAULTS, 0.0),
+    "--seed": (FAULTS, 0),
+    "--verbose": (OUT, 0),
+}
+
 
 def option_table(name: str) -> dict[str, tuple[str, object]]:
     table: dict[str, tuple[str, object]] = {}
@@ -184,6 +210,7 @@ def option_table(name: str) -> dict[str, tuple[str, object]]:
             "retry",
             {"--all-failed": (RUN, False), "--only": (RUN, None), **JOB_OPTIONS},
         ),
+        ("emulator", EMULATOR_OPTIONS),
     ],
 )
 def test_every_option_keeps_its_name_default_and_panel(

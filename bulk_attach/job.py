@@ -513,12 +513,16 @@ async def _start_emulator(
     world: Path | None,
 ) -> tuple[Credentials, ClientSettings]:
     from bulk_attach.emulator.server import EmulatorSettings, running_emulator
-    from bulk_attach.emulator.world import load_world, world_from_pairs
+    from bulk_attach.emulator.world import WorldSpec, build_world
 
-    if world is not None:
-        model = load_world(world)
-    else:
-        model = world_from_pairs(settings.input_path, default_region=settings.default_region)
+    # The world as `bulk-attach emulator` builds it: from --world alone, else from the input,
+    # read by the run's own reader (a retry's input is the report it retries).
+    spec = (
+        WorldSpec(world=world)
+        if world is not None
+        else WorldSpec(pairs=settings.input_path, default_region=settings.default_region)
+    )
+    model = build_world(spec)
     emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings()))
     credentials = Credentials(
         access_key_id=emu.access_key_id,

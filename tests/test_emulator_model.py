@@ -18,6 +18,7 @@ from hypothesis.stateful import (
 )
 
 from bulk_attach.core.catalog import CATALOG, DETACH_CODES
+from bulk_attach.core.rows import Row
 from bulk_attach.emulator.http import http_status
 from bulk_attach.emulator.model import (
     DEFAULT_LOCK_REASON,
@@ -30,6 +31,8 @@ from bulk_attach.emulator.model import (
     owner_id,
 )
 from bulk_attach.emulator.world import (
+    WorldSpec,
+    build_world,
     dump_world,
     load_world,
     save_world,
@@ -37,6 +40,7 @@ from bulk_attach.emulator.world import (
     world_from_pairs,
 )
 from bulk_attach.errors import InputError
+from bulk_attach.files.csv_input import read_pairs
 
 HZ, SH = "cn-hangzhou", "cn-shanghai"
 ME, OTHER = "default", "another-account"
@@ -792,11 +796,12 @@ def write_csv(tmp_path: Path, text: str, name: str = "pairs.csv") -> Path:
 def test_world_from_pairs_makes_every_pair_attachable(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path,
-        f"RegionId,InstanceId,VpcId,Note\n{HZ},i-a,vpc-a,x\n\n{SH},i-b,vpc-b,y\n{HZ},i-c,vpc-a,z\n",
+        f"RegionId,InstanceId,VpcId,Note\n{HZ},i-aa,vpc-a,x\n\n{SH},i-bb,vpc-b,y\n"
+        f"{HZ},i-cc,vpc-a,z\n",
     )
     m = world_from_pairs(path, variant="current", default_quota=5)
     assert (m.variant, m.default_quota) == ("current", 5)
-    assert m.instances["i-b"] == Instance("i-b", SH)
+    assert m.instances["i-bb"] == Instance("i-bb", SH)
     assert m.vpcs["vpc-a"] == Vpc("vpc-a", HZ)
     assert m.regions == {HZ, SH}
     assert not m.links
@@ -807,52 +812,75 @@ def test_world_from_pairs_makes_every_pair_attachable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "header",
-    ["region_id,instance_id,vpc_id", " REGIONID , InstanceID ,VPCID", "Region,Instance,Vpc"],
+    "header", ["region_id,instance_id,vpc_id", " REGIONID , InstanceID ,VPCID"]
 )
-def test_world_from_pairs_header_names_are_flexible(tmp_path: Path, header: str) -> None:
-    m = world_from_pairs(write_csv(tmp_path, f"\ufeff{header}\n{HZ},i-a,vpc-a\n"))
-    assert set(m.instances) == {"i-a"}
-    assert m.instances["i-a"].region_id == HZ
+def test_world_from_pairs_takes_the_headers_a_run_takes(tmp_path: Path, header: str) -> None:
+    m = world_from_pairs(write_csv(tmp_path, f"\ufeff{header}\n{HZ},i-aa,vpc-a\n"))
+    assert set(m.instances) == {"i-aa"}
+    assert m.instances["i-aa"].region_id == HZ
 
 
-def test_world_from_pairs_default_region_and_skipped_rows(tmp_path: Path) -> None:
+def test_world_from_pairs_holds_exactly_the_rows_a_run_sends(tmp_path: Path) -> None:
+    """Malformed rows, and every row of an instance listed for two VPCs, add nothing."""
     path = write_csv(
         tmp_path,
-        "VpcId,InstanceId,Extra\nvpc-a,i-a,1\nvpc-a,bad,2\nnot-a-vpc,i-b,3\n,,\nvpc-b,i-c\n",
+        "VpcId,InstanceId,Extra\nvpc-a,i-aa,1\nvpc-a,bad,2\nnot-a-vpc,i-bb,3\n,,\n"
+        "vpc-b,i-cc,4\nvpc-a,i-aa,dup\nvpc-c,i-dd,5\nvpc-d,i-dd,6\nvpc-a,i-a,short id\n",
     )
     m = world_from_pairs(path, default_region=SH)
-    assert set(m.instances) == {"i-a", "i-c"}
+    sent = {row.instance_id for row in read_pairs(path, SH) if isinstance(row, Row)}
+    assert set(m.instances) == sent == {"i-aa", "i-cc"}
     assert set(m.vpcs) == {"vpc-a", "vpc-b"}
     assert m.vpcs["vpc-a"].region_id == SH
     assert m.regions == {SH}
 
 
 def test_world_from_pairs_region_cell_overrides_default(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, f"RegionId,InstanceId,VpcId\n,i-a,vpc-a\n{HZ},i-b,vpc-b\n")
+    path = write_csv(tmp_path, f"RegionId,InstanceId,VpcId\n,i-aa,vpc-a\n{HZ},i-bb,vpc-b\n")
     m = world_from_pairs(path, default_region=SH)
-    assert (m.instances["i-a"].region_id, m.instances["i-b"].region_id) == (SH, HZ)
-    assert world_from_pairs(path).instances.keys() == {"i-b"}  # no region for i-a: skipped
+    assert (m.instances["i-aa"].region_id, m.instances["i-bb"].region_id) == (SH, HZ)
+    assert world_from_pairs(path).instances.keys() == {"i-bb"}  # no region for i-aa: skipped
 
 
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ("RegionId,VpcId\ncn-hangzhou,vpc-a\n", "pairs.csv:1: missing required column InstanceId"),
-        ("\nInstanceId,Region\ni-a,cn-hangzhou\n", "pairs.csv:2: missing required column VpcId"),
-        ("InstanceId,VpcId\ni-a,vpc-a\n", "no RegionId column and no default region"),
-        ("", "empty file"),
-        ("\n \n", "empty file"),
-    ],
-)
-def test_world_from_pairs_header_errors(tmp_path: Path, text: str, fragment: str) -> None:
-    with pytest.raises(InputError) as info:
-        world_from_pairs(write_csv(tmp_path, text))
-    assert fragment in str(info.value)
+def test_world_from_pairs_takes_every_region_a_run_takes(tmp_path: Path) -> None:
+    # The world's own region pattern once wanted two letters before the first dash.
+    path = write_csv(tmp_path, "RegionId,InstanceId,VpcId\nx9-lab-1,i-aa,vpc-a\n")
+    assert world_from_pairs(path).instances["i-aa"].region_id == "x9-lab-1"
+    world = broken(regions=["x9-lab-1"], instances=[], vpcs=[], links=[])
+    assert load_world(write_world(tmp_path, world)).regions == {"x9-lab-1"}
+
+
+# Files a run refuses (exit 2 before anything is sent); a world must refuse them alike.
+REFUSED_PAIRS = {
+    "names-without-id": "Region,Instance,Vpc\ncn-hangzhou,i-aa,vpc-a\n",
+    "no-instance-column": "RegionId,VpcId\ncn-hangzhou,vpc-a\n",
+    "no-region-column": "InstanceId,VpcId\ni-aa,vpc-a\n",
+    "column-twice": "RegionId,InstanceId,VpcId,VpcId\ncn-hangzhou,i-aa,vpc-a,vpc-b\n",
+    "no-header": "cn-hangzhou,i-aa,vpc-a\ncn-hangzhou,i-bb,vpc-b\n",
+    "empty": "",
+    "blank-lines": "\n \n",
+    "quote-never-closed": (
+        'RegionId,InstanceId,VpcId\ncn-hangzhou,"i-aa,vpc-a\ncn-hangzhou,i-bb,vpc-b\n'
+    ),
+    "nul-byte": "RegionId,InstanceId,VpcId\ncn-hangzhou,i-aa,vpc-a\x00\n",
+}
+
+
+@pytest.mark.parametrize("text", REFUSED_PAIRS.values(), ids=REFUSED_PAIRS.keys())
+def test_world_from_pairs_refuses_what_a_run_refuses(tmp_path: Path, text: str) -> None:
+    path = write_csv(tmp_path, text)
+    with pytest.raises(InputError) as run_refusal:
+        read_pairs(path)
+    with pytest.raises(InputError) as world_refusal:
+        world_from_pairs(path)
+    assert str(world_refusal.value) == str(run_refusal.value)
+    with pytest.raises(InputError) as built:
+        build_world(WorldSpec(pairs=path))
+    assert str(built.value) == str(run_refusal.value)
 
 
 def test_world_from_pairs_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read pairs file"):
+    with pytest.raises(InputError, match="cannot read"):
         world_from_pairs(tmp_path / "absent.csv")
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"InstanceId,VpcId\n\xff\xfe\n")
@@ -860,19 +888,51 @@ def test_world_from_pairs_unreadable(tmp_path: Path) -> None:
         world_from_pairs(binary, default_region=HZ)
 
 
+def test_build_world_from_a_file_a_csv_both_or_neither(tmp_path: Path) -> None:
+    file = write_world(tmp_path, MINIMAL)
+    pairs = write_csv(tmp_path, f"RegionId,InstanceId,VpcId\n{HZ},i-new,vpc-new\n")
+    empty = build_world(WorldSpec(variant="current", quota=7))
+    assert (empty.variant, empty.default_quota, empty.instances) == ("current", 7, {})
+    from_file = build_world(WorldSpec(world=file))
+    assert dump_world(from_file) == dump_world(load_world(file))
+    from_csv = build_world(WorldSpec(pairs=pairs, quota=3))
+    assert (set(from_csv.instances), from_csv.default_quota) == ({"i-new"}, 3)
+    both = build_world(WorldSpec(world=file, pairs=pairs))
+    assert set(both.instances) == set(from_file.instances) | {"i-new"}
+    assert both.links == from_file.links
+
+
 def test_the_file_comes_first_and_the_csv_fills_gaps(tmp_path: Path) -> None:
-    world = load_world(write_world(tmp_path, MINIMAL))
+    # IDs a run accepts (two characters at least), so that the CSV rows are really read.
+    world = load_world(
+        write_world(
+            tmp_path,
+            {
+                "instances": [
+                    {"InstanceId": "i-aa", "RegionId": HZ},
+                    {"InstanceId": "i-cc", "RegionId": HZ, "Locked": True},
+                ],
+                "vpcs": [
+                    {"VpcId": "vpc-a", "RegionId": HZ},
+                    {"VpcId": "vpc-b", "RegionId": HZ, "ClassicLinkEnabled": False},
+                ],
+                "links": [{"InstanceId": "i-aa", "VpcId": "vpc-a"}],
+            },
+        )
+    )
     path = write_csv(
-        tmp_path, f"RegionId,InstanceId,VpcId\n{HZ},i-c,vpc-b\n{HZ},i-new,vpc-new\n{SH},i-a,vpc-a\n"
+        tmp_path,
+        f"RegionId,InstanceId,VpcId\n{HZ},i-cc,vpc-b\n{HZ},i-new,vpc-new\n{SH},i-aa,vpc-a\n",
     )
     m = world_from_pairs(path, world)
     assert m is world
-    assert m.instances["i-c"].locked is True  # the file's entry wins
+    assert m.instances["i-cc"].locked is True  # the file's entry wins
     assert m.vpcs["vpc-b"].classic_link_enabled is False
-    assert m.instances["i-a"].region_id == HZ  # not moved to the CSV's region
+    assert m.instances["i-aa"].region_id == HZ  # not moved to the CSV's region
+    assert m.vpcs["vpc-a"].region_id == HZ
     assert m.instances["i-new"] == Instance("i-new", HZ)
     assert m.vpcs["vpc-new"] == Vpc("vpc-new", HZ)
-    assert m.links == {"i-a": "vpc-a"}
+    assert m.links == {"i-aa": "vpc-a"}
 
 
 # ---------------------------------------------------------------------------- the samples

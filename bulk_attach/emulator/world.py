@@ -38,17 +38,24 @@ is already over it). ``"Locked": true`` without ``LockReasons`` means locked for
 From a pairs CSV (``world_from_pairs``) every listed instance exists (classic, Running, owned
 by ``owner``) and every listed VPC exists with ClassicLink enabled, both in the row's region.
 Given an existing model (from a file), the CSV only fills the gaps: what the file defines wins.
+The CSV is read by the reader ``bulk-attach run`` uses (``files/csv_input.py``): a file the
+run refuses is refused here with the same error, and the world holds exactly the pairs a run
+of that file would send (rows it rejects, such as an instance listed for two VPCs, are left
+out).
+
+``build_world`` is the one way the command line makes a world, from a ``WorldSpec``: both
+``bulk-attach emulator --world/--world-from`` and ``bulk-attach run --emulator`` use it.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bulk_attach.core.rows import Row, is_region_id
 from bulk_attach.emulator.model import (
     DEFAULT_ACCOUNT,
     DEFAULT_CIDR_BLOCK,
@@ -62,8 +69,11 @@ from bulk_attach.emulator.model import (
     Vpc,
 )
 from bulk_attach.errors import InputError
+from bulk_attach.files.csv_input import read_pairs
 
 __all__ = [
+    "WorldSpec",
+    "build_world",
     "dump_world",
     "load_world",
     "save_world",
@@ -71,7 +81,6 @@ __all__ = [
     "world_from_pairs",
 ]
 
-_REGION_RE: Final = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
 _TOP_KEYS: Final = frozenset({"comment", "quota", "regions", "instances", "vpcs", "links"})
 _INSTANCE_KEYS: Final = frozenset(
     {
@@ -91,15 +100,6 @@ _VPC_KEYS: Final = frozenset(
     {"VpcId", "RegionId", "Owner", "ClassicLinkEnabled", "Quota", "Status", "CidrBlock", "Comment"}
 )
 _LINK_KEYS: Final = frozenset({"InstanceId", "VpcId", "Comment"})
-# Normalised CSV header names (lower case, no space, "_" or "-") -> column role.
-_COLUMNS: Final = {
-    "regionid": "region",
-    "region": "region",
-    "instanceid": "instance",
-    "instance": "instance",
-    "vpcid": "vpc",
-    "vpc": "vpc",
-}
 
 
 class _Problems:
@@ -162,7 +162,7 @@ def _lock_reasons(p: _Problems, where: str, entry: Mapping[str, Any]) -> tuple[s
 
 
 def _region(p: _Problems, where: str, value: str) -> str:
-    if not _REGION_RE.match(value):
+    if not is_region_id(value):  # what a run accepts as a region, no more, no less
         raise p.error(where, f"RegionId {value!r} does not look like a region (cn-hangzhou)")
     return value
 
@@ -320,16 +320,6 @@ def load_world(
     return world_from_dict(data, source=source, variant=variant, default_quota=default_quota)
 
 
-def _column_roles(header: list[str]) -> dict[str, int]:
-    roles: dict[str, int] = {}
-    for index, name in enumerate(header):
-        key = re.sub(r"[\s_\-]", "", name.strip().lower())
-        role = _COLUMNS.get(key)
-        if role is not None and role not in roles:
-            roles[role] = index
-    return roles
-
-
 def world_from_pairs(
     csv_path: str | Path,
     model: EcsModel | None = None,
@@ -339,69 +329,60 @@ def world_from_pairs(
     variant: str = "2018",
     default_quota: int = DEFAULT_QUOTA,
 ) -> EcsModel:
-    """Fill ``model`` (or a new one) so that every pair in the CSV can be attached.
+    """Fill ``model`` (or a new one) so that every pair a run of the CSV sends can be attached.
 
+    The CSV is read as ``bulk-attach run`` reads it (``read_pairs``): a file it refuses raises
+    the same ``InputError``, and the rows it rejects (malformed, conflicting) add nothing.
     Missing instances are created classic and Running; missing VPCs with ClassicLink enabled;
     both in the row's region (``default_region`` when the CSV has no region column or cell).
-    Existing entries are left as they are. Rows without usable IDs are skipped: rejecting them
-    is the bulk run's job, not the world's. ``variant`` and ``default_quota`` apply only to a
+    Existing entries are left as they are. ``variant`` and ``default_quota`` apply only to a
     new model.
     """
-    source = str(csv_path)
+    rows = read_pairs(csv_path, default_region)
     if model is None:
         model = EcsModel(variant=variant, default_quota=default_quota)
-    try:
-        with Path(csv_path).open(encoding="utf-8-sig", newline="") as handle:
-            _fill_from_rows(source, csv.reader(handle), model, default_region, owner)
-    except OSError as exc:
-        raise InputError(source, f"cannot read pairs file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(source, f"not UTF-8 text: {exc.reason}") from exc
-    except csv.Error as exc:
-        raise InputError(source, f"not a readable CSV file: {exc}") from exc
+    for row in rows:
+        if not isinstance(row, Row):
+            continue  # rejected: a run sends nothing for it
+        if row.instance_id not in model.instances:
+            model.add_instance(Instance(row.instance_id, region_id=row.region_id, owner=owner))
+        if row.vpc_id not in model.vpcs:
+            model.add_vpc(Vpc(row.vpc_id, region_id=row.region_id, owner=owner))
+        model.add_region(row.region_id)
     return model
 
 
-def _fill_from_rows(
-    source: str,
-    rows: Iterator[list[str]],
-    model: EcsModel,
-    default_region: str | None,
-    owner: str,
-) -> None:
-    roles: dict[str, int] | None = None
-    for row in rows:
-        if not any(cell.strip() for cell in row):
-            continue
-        if roles is None:
-            roles = _column_roles(row)
-            line = getattr(rows, "line_num", None)
-            for role, column in (("instance", "InstanceId"), ("vpc", "VpcId")):
-                if role not in roles:
-                    raise InputError(source, f"missing required column {column}", line)
-            if "region" not in roles and default_region is None:
-                raise InputError(source, "no RegionId column and no default region was given", line)
-            continue
-        instance_id = _cell(row, roles.get("instance"))
-        vpc_id = _cell(row, roles.get("vpc"))
-        region = _cell(row, roles.get("region")) or default_region or ""
-        if not (
-            instance_id.startswith("i-") and vpc_id.startswith("vpc-") and _REGION_RE.match(region)
-        ):
-            continue
-        if instance_id not in model.instances:
-            model.add_instance(Instance(instance_id=instance_id, region_id=region, owner=owner))
-        if vpc_id not in model.vpcs:
-            model.add_vpc(Vpc(vpc_id=vpc_id, region_id=region, owner=owner))
-        model.add_region(region)
-    if roles is None:
-        raise InputError(source, "empty file: no header row")
+@dataclass(frozen=True, slots=True)
+class WorldSpec:
+    """Where a world comes from: a world JSON file, a pairs CSV, both, or neither (empty).
+
+    With both, the file comes first and the CSV fills its gaps.
+    """
+
+    world: Path | None = None
+    pairs: Path | None = None
+    default_region: str | None = None  # for CSV rows without a region
+    variant: str = "2018"
+    quota: int | None = None  # links per VPC; None: the file's "quota", else DEFAULT_QUOTA
 
 
-def _cell(row: list[str], index: int | None) -> str:
-    if index is None or index >= len(row):
-        return ""
-    return row[index].strip()
+def build_world(spec: WorldSpec) -> EcsModel:
+    """The model ``spec`` describes; ``InputError`` (naming the file) for a bad file."""
+    model: EcsModel | None = None
+    if spec.world is not None:
+        model = load_world(spec.world, variant=spec.variant, default_quota=spec.quota)
+    quota = DEFAULT_QUOTA if spec.quota is None else spec.quota
+    if spec.pairs is not None:
+        model = world_from_pairs(
+            spec.pairs,
+            model,
+            default_region=spec.default_region,
+            variant=spec.variant,
+            default_quota=quota,
+        )
+    if model is None:
+        model = EcsModel(variant=spec.variant, default_quota=quota)
+    return model
 
 
 def _dump_instance(inst: Instance) -> dict[str, Any]:

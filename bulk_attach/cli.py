@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bulk_attach import __version__
 from bulk_attach.api.credentials import CredentialOptions
+from bulk_attach.core.prediction import Variant
 from bulk_attach.core.retrying import RetrySelection
+from bulk_attach.core.rollback import DetachSelection
 from bulk_attach.emulator.cli import emulator
 from bulk_attach.errors import BulkAttachError, ExitCode
 from bulk_attach.files.paths import run_report_for
@@ -36,7 +39,7 @@ from bulk_attach.options import (
     setup_logging,
     takes,
 )
-from bulk_attach.settings import RunSettings
+from bulk_attach.settings import DEFAULT_VPC_QUOTA, RunSettings
 
 app = typer.Typer(
     name="bulk-attach",
@@ -48,6 +51,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+_POLICY = JobPolicy()
 
 
 @app.callback(invoke_without_command=True)
@@ -127,6 +133,133 @@ def retry(
     _start_job(settings, output, connection, credentials, selection)
 
 
+@app.command()
+@takes(OUTPUT, CONNECTION, PACE, QUOTA, CREDENTIALS)
+def plan(
+    input_csv: Annotated[
+        Path,
+        typer.Argument(metavar="PAIRS.csv", help="CSV of RegionId,InstanceId,VpcId rows."),
+    ],
+    variant: Annotated[
+        Variant | None,
+        typer.Option(
+            "--variant",
+            help="Which generation of error codes to predict: 2018 (the contract page) or "
+            "current \\[default: current; 2018 with --emulator].",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
+    *,
+    output: Output,
+    connection: Connection,
+    pace: Pace,
+    quota: int,
+    credentials: CredentialOptions,
+) -> None:
+    """Predict what run would do with every row, with nothing changed (Describe calls only).
+
+    Writes a plan report (the predicted status and error code per row) and a summary;
+    exit 0 when every row would attach or is already linked, 1 otherwise.
+    """
+    from bulk_attach.checks import PLAN_COMMAND, check_main
+
+    settings = _run_settings(input_csv, output.report, output, connection, pace, quota)
+    _start(
+        output,
+        lambda env: check_main(
+            PLAN_COMMAND, settings, connection.client, credentials, variant=variant, **env
+        ),
+        connection,
+    )
+
+
+@app.command()
+@takes(OUTPUT, CONNECTION, PACE, CREDENTIALS)
+def verify(
+    input_csv: Annotated[
+        Path,
+        typer.Argument(metavar="PAIRS.csv|REPORT", help="A pairs CSV, a report or merged view."),
+    ],
+    *,
+    output: Output,
+    connection: Connection,
+    pace: Pace,
+    credentials: CredentialOptions,
+) -> None:
+    """Read the live link state of every row: linked, not_linked or linked_elsewhere.
+
+    Whoever made the links. Exit 0 only when every row is linked to its VPC, 1 otherwise:
+    the check a scheduled job runs after run.
+    """
+    from bulk_attach.checks import VERIFY_COMMAND, check_main
+
+    settings = _run_settings(input_csv, output.report, output, connection, pace)
+    _start(
+        output,
+        lambda env: check_main(VERIFY_COMMAND, settings, connection.client, credentials, **env),
+        connection,
+    )
+
+
+@app.command()
+@takes(OUTPUT, CONNECTION, PACE, POLICY, CREDENTIALS)
+def detach(
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="REPORT|PAIRS.csv", help="A report of run, or a pairs CSV."),
+    ],
+    all_linked: Annotated[
+        bool,
+        typer.Option(
+            "--all-linked",
+            help="From a report: also the rows found already linked, not only those this "
+            "tool attached.",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask for confirmation (scripts).", rich_help_panel=RUN_PANEL
+        ),
+    ] = False,
+    *,
+    output: Output,
+    connection: Connection,
+    pace: Pace,
+    policy: JobPolicy,
+    credentials: CredentialOptions,
+) -> None:
+    """Roll back: unlink (DetachClassicLinkVpc) the rows a run attached, safely.
+
+    From a report, the rows this tool attached (--all-linked: also those found linked);
+    from a pairs CSV, every row. Each VPC's links are read first: a row not linked is
+    not_linked and not sent. Asks before sending on a terminal; --yes for scripts; with no
+    terminal and no --yes it refuses (exit 2). Resumes like run.
+    """
+    from bulk_attach.rollback import detach_main
+
+    settings = _run_settings(source, output.report, output, connection, pace, policy=policy)
+    ask = _confirm if sys.stdin.isatty() and sys.stderr.isatty() else None
+    _start(
+        output,
+        lambda env: detach_main(
+            settings,
+            connection.client,
+            credentials,
+            selection=DetachSelection(all_linked=all_linked),
+            yes=yes,
+            ask=ask,
+            **env,
+        ),
+        connection,
+    )
+
+
+def _confirm(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
+
+
 # The emulator's command line lives beside the emulator; listed after the job commands.
 app.command()(emulator)
 
@@ -137,8 +270,8 @@ def _run_settings(
     output: Output,
     connection: Connection,
     pace: Pace,
-    quota: int,
-    policy: JobPolicy,
+    quota: int = DEFAULT_VPC_QUOTA,
+    policy: JobPolicy = _POLICY,
 ) -> RunSettings:
     return RunSettings(
         input_path=input_path,
@@ -158,6 +291,24 @@ def _run_settings(
     )
 
 
+def _start(
+    output: Output,
+    command: Callable[[dict[str, Any]], Coroutine[Any, Any, int]],
+    connection: Connection,
+) -> None:
+    """One call into a command's composition (given the environment), and its exit code."""
+    from bulk_attach.engine.signals import run_command
+
+    setup_logging(output.verbose)
+    env = {
+        "env": dict(os.environ),
+        "region_option": connection.region,
+        "emulator": connection.emulator,
+        "world": connection.world,
+    }
+    raise typer.Exit(run_command(command(env)))
+
+
 def _start_job(
     settings: RunSettings,
     output: Output,
@@ -165,24 +316,14 @@ def _start_job(
     credentials: CredentialOptions,
     selection: RetrySelection | None = None,
 ) -> None:
-    """One call into the job, and its exit code."""
+    """run and retry: one call into the job."""
     from bulk_attach import job
-    from bulk_attach.engine.signals import run_command
 
-    setup_logging(output.verbose)
-    code = run_command(
-        job.main(
-            settings,
-            connection.client,
-            credentials,
-            env=dict(os.environ),
-            region_option=connection.region,
-            emulator=connection.emulator,
-            world=connection.world,
-            retry=selection,
-        )
+    _start(
+        output,
+        lambda env: job.main(settings, connection.client, credentials, retry=selection, **env),
+        connection,
     )
-    raise typer.Exit(code)
 
 
 def main() -> None:

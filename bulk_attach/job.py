@@ -24,13 +24,12 @@ from bulk_attach.api.credentials import (
     resolve_region,
 )
 from bulk_attach.core.outcomes import RowResult, Summary
-from bulk_attach.core.quotas import QuotaLedger
 from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.engine.actions import ATTACH, Action
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Event, Listener, RunStopping
 from bulk_attach.engine.gates import RateGate
-from bulk_attach.engine.runner import Engine
+from bulk_attach.engine.runner import Engine, EngineResult
 from bulk_attach.engine.signals import Interrupted, SignalStop
 from bulk_attach.engine.sources import RowSource
 from bulk_attach.engine.worker import utc_now
@@ -57,7 +56,18 @@ from bulk_attach.files.resume import (
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
 from bulk_attach.settings import ClientSettings, RunSettings
 
-__all__ = ["JobResult", "Link", "launch", "main", "print_result", "run_job", "say_to"]
+__all__ = [
+    "JobResult",
+    "Link",
+    "connect",
+    "guarded",
+    "launch",
+    "main",
+    "print_result",
+    "progress_for",
+    "run_job",
+    "say_to",
+]
 
 log = logging.getLogger("bulk_attach.job")
 
@@ -222,7 +232,7 @@ async def _run_locked(
         _Outcome(
             this_run=this_run,
             control=control,
-            ledger=engine.ledger,
+            engine=engine.result(time.monotonic() - started),
             write_failure=write_failure,
             started_at=started_at,
             duration=time.monotonic() - started,
@@ -239,7 +249,7 @@ class _Outcome:
 
     this_run: Summary
     control: RunControl
-    ledger: QuotaLedger
+    engine: EngineResult
     write_failure: ReportWriteError | None
     started_at: str
     duration: float
@@ -274,7 +284,8 @@ def _conclude(
         duration=outcome.duration,
         started_at=outcome.started_at,
         finished_at=utc_now(),
-        vpc_quota=outcome.ledger.snapshot(),
+        vpc_quota=outcome.engine.vpc_quota,
+        action=outcome.engine.action,
         this_run=this_run if summary is not this_run else None,
         exit_code=code,
         stopped=str(control.reason) if control.reason else None,
@@ -466,16 +477,9 @@ async def launch(
     action: Action = ATTACH,
 ) -> JobResult:
     """Credentials (or the embedded emulator), progress, and the run itself."""
-    client_settings = link.client
     async with AsyncExitStack() as stack:
-        if link.emulator:
-            credentials, client_settings = await _start_emulator(
-                stack, settings, client_settings, link.world
-            )
-        else:
-            credentials = resolve_credentials(link.options, link.env)
-        log.info("credentials from %s", credentials.source)
-        listeners, close = _progress(settings, rows.total)
+        credentials, client_settings = await connect(stack, settings, link)
+        listeners, close = progress_for(settings, rows.total)
         try:
             return await run_job(
                 settings,
@@ -494,6 +498,21 @@ async def launch(
             )
         finally:
             close()
+
+
+async def connect(
+    stack: AsyncExitStack, settings: RunSettings, link: Link
+) -> tuple[Credentials, ClientSettings]:
+    """The credentials and client settings a command calls the service with: resolved from
+    options, environment and profile, or the embedded emulator's (started on ``stack``)."""
+    if link.emulator:
+        credentials, client_settings = await _start_emulator(
+            stack, settings, link.client, link.world
+        )
+    else:
+        credentials, client_settings = resolve_credentials(link.options, link.env), link.client
+    log.info("credentials from %s", credentials.source)
+    return credentials, client_settings
 
 
 def print_result(settings: RunSettings, result: JobResult, *, exit_code: int | None = None) -> None:
@@ -535,7 +554,9 @@ async def _start_emulator(
     return credentials, replace(client_settings, endpoint=emu.endpoint)
 
 
-def _progress(settings: RunSettings, total: int) -> tuple[list[Listener], Callable[[], None]]:
+def progress_for(settings: RunSettings, total: int) -> tuple[list[Listener], Callable[[], None]]:
+    """The progress listeners for a command's rows (a bar on a terminal, lines elsewhere),
+    and the function that closes them."""
     if settings.quiet:
         return [], lambda: None
     if sys.stderr.isatty():

@@ -116,7 +116,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     ran = summary.get("this_run", {}).get("rows", summary["total"])
     speed = (
         f"{summary['duration_seconds']:.1f}s ({summary['rows_per_second']:.1f} rows/s, "
-        f"{summary['attempts']} attach attempts)"
+        f"{summary['attempts']} {summary.get('action', 'attach')} attempts)"
     )
     if kept:
         lines = [

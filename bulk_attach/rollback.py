@@ -27,7 +27,7 @@ from bulk_attach.engine.sources import RowSource
 from bulk_attach.errors import ExitCode, UsageError
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
-from bulk_attach.files.paths import ReportPaths, detach_report_for
+from bulk_attach.files.paths import ReportPaths, command_report_for
 from bulk_attach.files.report import is_report
 from bulk_attach.files.rerun import pick_rows
 from bulk_attach.job import Link, guarded, launch, print_result, say_to
@@ -86,7 +86,9 @@ async def _detach(
 ) -> int:
     say = say_to(settings)
     source = settings.input_path
-    paths = ReportPaths(settings.report_path or detach_report_for(source, settings.report_format))
+    paths = ReportPaths(
+        settings.report_path or command_report_for(source, DETACH_COMMAND, settings.report_format)
+    )
     settings = replace(settings, report_path=paths.report)
     lock = ReportLock(paths.lock, paths.report, command=DETACH_COMMAND)
     await sig.off_loop(lock.acquire, settings.wait_lock)

@@ -16,8 +16,8 @@ names never stack up)::
 
 A ``run`` whose input is a report writes ``<stem>.rerun.report.<fmt>``; a plain input
 ``pairs.csv`` gives ``pairs.report.<fmt>``. So ``run`` and ``retry`` of the same report
-never write the same file. ``detach`` (roll back) writes ``<stem>.detach.report.<fmt>``,
-from a report of the job or from its pairs CSV alike: rolling back one job is one report.
+never write the same file. ``plan``, ``verify`` and ``detach`` (roll back) write
+``<stem>.<command>.report.<fmt>``, from a report of the job or from its pairs CSV alike.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bulk_attach.settings import ReportFormat
 
 __all__ = [
     "ReportPaths",
-    "detach_report_for",
+    "command_report_for",
     "family_stem",
     "merged_view_for",
     "retry_report_for",
@@ -130,7 +130,8 @@ def merged_view_for(source: Path, fmt: ReportFormat, *, whole_stem: bool = False
     return _family_file(source, ".merged", fmt, whole_stem=whole_stem)
 
 
-def detach_report_for(input_path: Path, fmt: ReportFormat) -> Path:
-    """``detach``'s default report: ``pairs.csv`` or ``pairs.report.csv`` (or its retry
-    report or merged view) -> ``pairs.detach.report.csv``."""
-    return input_path.with_name(f"{family_stem(input_path)}.detach{_REPORT_MARK}.{fmt.value}")
+def command_report_for(input_path: Path, command: str, fmt: ReportFormat) -> Path:
+    """The default report of ``plan``, ``verify`` or ``detach``: ``pairs.csv`` or
+    ``pairs.report.csv`` (or its retry report or merged view) -> ``pairs.<command>.report.csv``:
+    each command of one job has one report beside its input."""
+    return input_path.with_name(f"{family_stem(input_path)}.{command}{_REPORT_MARK}.{fmt.value}")

@@ -1,0 +1,116 @@
+"""``plan`` and ``verify``: the read-only steps before and after a run, as commands.
+
+The engines are ``plan.py`` and ``verify.py``; this is their command-line composition, as
+``job.py`` is run's: signals handled for the whole command, the report's lock, the input
+validated off the event loop, credentials (or the embedded emulator), progress, and the
+terminal summary. Neither sends a change.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from bulk_attach.api.credentials import CredentialOptions, resolve_region
+from bulk_attach.core.prediction import Variant
+from bulk_attach.engine.signals import SignalStop
+from bulk_attach.files.csv_input import read_pairs
+from bulk_attach.files.lock import ReportLock
+from bulk_attach.files.paths import ReportPaths, command_report_for
+from bulk_attach.job import Link, connect, guarded, progress_for
+from bulk_attach.plan import PlanSettings, plan_job
+from bulk_attach.progress import render_read_summary
+from bulk_attach.session import ReadJobResult
+from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.verify import VerifySettings, verify_job
+
+__all__ = ["PLAN_COMMAND", "VERIFY_COMMAND", "check_main"]
+
+PLAN_COMMAND = "plan"
+VERIFY_COMMAND = "verify"
+
+
+async def check_main(
+    command: str,
+    settings: RunSettings,
+    client_settings: ClientSettings,
+    options: CredentialOptions,
+    *,
+    env: Mapping[str, str],
+    region_option: str | None,
+    emulator: bool,
+    world: Path | None,
+    variant: Variant | None = None,
+) -> int:
+    """``plan`` or ``verify`` a pairs CSV (or a report); prints the summary."""
+    region = resolve_region(region_option, env, options)
+    settings = replace(settings, default_region=region)
+    link = Link(client_settings, options, env, emulator, world)
+
+    async def body(sig: SignalStop) -> int:
+        return await _check(command, settings, link, sig, variant)
+
+    return await guarded(settings, body)
+
+
+async def _check(
+    command: str, settings: RunSettings, link: Link, sig: SignalStop, variant: Variant | None
+) -> int:
+    paths = ReportPaths(
+        settings.report_path
+        or command_report_for(settings.input_path, command, settings.report_format)
+    )
+    settings = replace(settings, report_path=paths.report)
+    lock = ReportLock(paths.lock, paths.report, command=command)
+    await sig.off_loop(lock.acquire, settings.wait_lock)
+    with lock:
+        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        async with AsyncExitStack() as stack:
+            credentials, client_settings = await connect(stack, settings, link)
+            listeners, close = progress_for(settings, rows.total)
+            try:
+                result: ReadJobResult
+                if command == PLAN_COMMAND:
+                    # The embedded emulator answers the 2018 contract page's codes.
+                    chosen = variant or (Variant.V2018 if link.emulator else Variant.CURRENT)
+                    result = await plan_job(
+                        rows,
+                        PlanSettings(
+                            report_path=paths.report,
+                            report_format=settings.report_format,
+                            input_path=settings.input_path,
+                            rate=settings.rate,
+                            vpc_quota=settings.vpc_quota,
+                            variant=chosen,
+                            concurrency=settings.concurrency,
+                            attempts=settings.attempts,
+                        ),
+                        client_settings,
+                        credentials,
+                        listeners=listeners,
+                        control=sig.control,
+                    )
+                else:
+                    result = await verify_job(
+                        rows,
+                        VerifySettings(
+                            report_path=paths.report,
+                            report_format=settings.report_format,
+                            input_path=settings.input_path,
+                            rate=settings.rate,
+                            attempts=settings.attempts,
+                        ),
+                        client_settings,
+                        credentials,
+                        listeners=listeners,
+                        control=sig.control,
+                    )
+            finally:
+                close()
+    if not settings.quiet:
+        sys.stderr.write(render_read_summary(result.summary) + "\n")
+        sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
+    return result.exit_code

@@ -694,3 +694,48 @@ async def test_a_signal_while_waiting_for_the_lock_acts_at_once(
     assert done.returncode == ExitCode.SIGINT, done.stderr
     assert "Traceback" not in done.stderr
     assert not report.exists()
+
+
+async def test_a_retry_killed_mid_round_resumes_without_resending(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """kill -9 in the middle of a retry round, then the same command: the round resumes.
+    Rows the killed round already settled (failed again: still locked) are not sent again;
+    the rest are sent once; and only then is the round folded into the merged view."""
+    ids = instances(60)
+    model = world(ids)
+    for instance in ids:
+        model.add_instance(Instance(instance, REGION, locked=True))
+    pairs = write_input(tmp_path / "pairs.csv", ids)
+    report = tmp_path / "pairs.report.csv"
+    retry_report = tmp_path / "pairs.retry.report.csv"
+    async with emulator(model, latency_ms=20.0) as emu:
+        env = env_for(emu)
+        common = ("--endpoint", emu.endpoint, "--rate", "0", "--max-attempts", "1")
+        first = await finish(
+            await start_cli(cli_env, tmp_path, "run", pairs, *common, env_extra=env)
+        )
+        assert first.returncode == ExitCode.SOME_ROWS_FAILED, first.stderr
+        emu.model.reset_counters()
+        args = ("retry", report, *common, "--concurrency", "1")
+        killed = await start_cli(cli_env, tmp_path, *args, env_extra=env)
+        await wait_for(lambda: settled_rows(retry_report) >= 10, "the round under way")
+        killed.send_signal(signal.SIGKILL)
+        await finish(killed)
+        settled_before = {r.instance_id for r in read_report(retry_report)}
+        assert not (tmp_path / "pairs.merged.report.csv").exists()  # not folded
+        resumed = await finish(await start_cli(cli_env, tmp_path, *args, env_extra=env))
+        sent = attaches(emu)
+    assert resumed.returncode == ExitCode.SOME_ROWS_FAILED, resumed.stderr
+    assert "resuming the interrupted round" in resumed.stderr
+    # Rows the killed round settled are not sent again; the one whose attach was in
+    # flight at the kill (concurrency 1) is read back first, found not linked (the
+    # service refused it), and only then sent again; every other row is sent once.
+    assert set(sent) == set(ids)
+    assert all(sent[i] == 1 for i in settled_before)
+    again = [i for i, n in sent.items() if n > 1]
+    assert len(again) <= 1
+    assert all(sent[i] == 2 for i in again)
+    merged = {r.instance_id: r for r in read_report(tmp_path / "pairs.merged.report.csv")}
+    assert set(merged) == set(ids)
+    assert all(r.error_code == "InvalidStatus.InstanceLocked" for r in merged.values())

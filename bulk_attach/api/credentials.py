@@ -125,6 +125,14 @@ _SESSION_NAME = re.compile(r"[A-Za-z0-9.@_-]{2,64}")
 _ROLE_ARN = re.compile(r"acs:ram::\d+:role/[^\s/]+")
 
 
+def _wall_clock() -> float:
+    """The clock refresh decisions read; tests that fake the emulator's clock set ``CLOCK``."""
+    return CLOCK()
+
+
+CLOCK: Callable[[], float] = time.time
+
+
 def mask_access_key_id(access_key_id: str) -> str:
     """First four characters and ``****``; short ids are hidden entirely."""
     if len(access_key_id) <= 8:
@@ -223,7 +231,7 @@ class RefreshingCredentials:
         fetch: Fetch,
         source: str,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = _wall_clock,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
     ) -> None:

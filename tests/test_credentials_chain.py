@@ -91,7 +91,8 @@ async def attach_all(
     )
     result = await run_job(settings, ClientSettings(endpoint=emu.endpoint), provider)
     statuses = [row.status for row in read_report(result.report_path)]
-    assert statuses and all(s == Status.ATTACHED for s in statuses), statuses
+    assert statuses
+    assert all(s == Status.ATTACHED for s in statuses), statuses
     return result.exit_code
 
 
@@ -357,8 +358,7 @@ async def test_bad_configuration_is_one_clear_config_error(
         elif case == "bad-cli-mode":
             opts = CredentialOptions(mode="OIDC")
         with pytest.raises(ConfigError) as raised:
-            provider = await open_credentials(opts, env)
-            await provider.aclose()
+            await open_credentials(opts, env)
         message = str(raised.value)
         assert expect in message, message
         assert raised.value.exit_code == ExitCode.CONFIG

@@ -392,8 +392,13 @@ async def test_no_issued_sts_secret_in_a_role_run_or_whoami(
     for text in (result.stdout, result.stderr):
         assert_no_secret("output", text)
         for secret in issued:
-            assert secret not in text and secret[:12] not in text
-    for file in tmp_path.rglob("*"):
-        if file.is_file() and file != profile:
-            content = file.read_text(encoding="utf-8", errors="replace")
-            assert all(secret not in content for secret in issued)
+            assert secret not in text
+            assert secret[:12] not in text
+    assert_none_in_files(tmp_path, issued, skip=profile)
+
+
+def assert_none_in_files(root: Path, needles: list[str], *, skip: Path) -> None:
+    for file in sorted(root.rglob("*")):
+        if file.is_file() and file != skip:
+            content = file.read_bytes().decode("utf-8", "replace")
+            assert all(needle not in content for needle in needles), file

@@ -260,6 +260,28 @@ def _confirm(question: str) -> bool:
     return typer.confirm(question, default=False, err=True)
 
 
+@app.command()
+@takes(OUTPUT, CONNECTION, CREDENTIALS)
+def whoami(
+    *,
+    output: Output,
+    connection: Connection,
+    credentials: CredentialOptions,
+) -> None:
+    """Print where the credentials come from, who they are (STS GetCallerIdentity) and
+    whether the region's ECS and VPC endpoints answer them.
+
+    Exit 0 when all three work, 3 otherwise: the check a scheduled job runs first.
+    """
+    from bulk_attach.whoami import whoami_main
+
+    _start(
+        output,
+        lambda env: whoami_main(connection.client, credentials, quiet=output.quiet, **env),
+        connection,
+    )
+
+
 # The emulator's command line lives beside the emulator; listed after the job commands.
 app.command()(emulator)
 

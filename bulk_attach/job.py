@@ -20,7 +20,9 @@ from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import (
     CredentialOptions,
     Credentials,
-    resolve_credentials,
+    CredentialsProvider,
+    FetchError,
+    open_credentials,
     resolve_region,
 )
 from bulk_attach.core.outcomes import RowResult, Summary
@@ -33,7 +35,7 @@ from bulk_attach.engine.runner import Engine, EngineResult
 from bulk_attach.engine.signals import Interrupted, SignalStop
 from bulk_attach.engine.sources import RowSource
 from bulk_attach.engine.worker import utc_now
-from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
+from bulk_attach.errors import ConfigError, ExitCode, InputError, ReportWriteError, UsageError
 from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, run_report_for
@@ -94,7 +96,7 @@ def report_path_of(settings: RunSettings) -> Path:
 async def run_job(
     settings: RunSettings,
     client_settings: ClientSettings,
-    credentials: Credentials,
+    credentials: CredentialsProvider,
     *,
     listeners: Sequence[Listener] = (),
     install_signal_handlers: bool = False,
@@ -145,7 +147,7 @@ async def run_job(
 async def _run_locked(
     settings: RunSettings,
     client_settings: ClientSettings,
-    credentials: Credentials,
+    credentials: CredentialsProvider,
     paths: ReportPaths,
     *,
     listeners: Sequence[Listener],
@@ -502,17 +504,39 @@ async def launch(
 
 async def connect(
     stack: AsyncExitStack, settings: RunSettings, link: Link
-) -> tuple[Credentials, ClientSettings]:
+) -> tuple[CredentialsProvider, ClientSettings]:
     """The credentials and client settings a command calls the service with: resolved from
-    options, environment and profile, or the embedded emulator's (started on ``stack``)."""
+    options, environment and profile (the first fetch done, so a source that does not work
+    stops the command here: ``ConfigError``, exit 3), or the embedded emulator's (started
+    on ``stack``). With ``-v`` the source and the caller's identity are logged."""
+    credentials: CredentialsProvider
     if link.emulator:
         credentials, client_settings = await _start_emulator(
             stack, settings, link.client, link.world
         )
     else:
-        credentials, client_settings = resolve_credentials(link.options, link.env), link.client
+        credentials = await open_credentials(link.options, link.env)
+        stack.push_async_callback(credentials.aclose)
+        client_settings = link.client
     log.info("credentials from %s", credentials.source)
+    if log.isEnabledFor(logging.INFO):
+        await log_identity(credentials, link.env, client_settings)
     return credentials, client_settings
+
+
+async def log_identity(
+    credentials: CredentialsProvider, env: Mapping[str, str], client_settings: ClientSettings
+) -> None:
+    """Log who the run acts as (STS GetCallerIdentity); a failure is a warning, not a stop:
+    the identity is information, and the ECS calls say soon enough if the keys are bad."""
+    from bulk_attach.api.identity import caller_identity
+
+    try:
+        identity = await caller_identity(credentials, env, client_settings)
+    except (FetchError, ConfigError) as error:  # only loses the log line
+        log.warning("could not tell who the credentials belong to: %s", error)
+        return
+    log.info("acting as %s", identity)
 
 
 def print_result(settings: RunSettings, result: JobResult, *, exit_code: int | None = None) -> None:

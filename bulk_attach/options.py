@@ -208,7 +208,7 @@ def setup_logging(verbose: int) -> None:
 MAX_SECONDS = 7 * 24 * 3600.0
 
 CONNECTION_PANEL = "Connection"
-CREDENTIALS_PANEL = "Credentials (prefer the environment or ~/.aliyun/config.json)"
+CREDENTIALS_PANEL = "Credentials (default: the official chain; see README, Credentials)"
 RUN_PANEL = "Run"
 OUTPUT_PANEL = "Output"
 
@@ -554,8 +554,49 @@ def _credentials(
     config_file: Annotated[
         Path | None,
         typer.Option(
+            "--config-path",
             "--config-file",
             help="The aliyun CLI config file \\[default: ~/.aliyun/config.json].",
+            rich_help_panel=CREDENTIALS_PANEL,
+        ),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="What the access key options are: AK, StsToken, RamRoleArn (with "
+            "--ram-role-arn), or EcsRamRole (the instance's role, no keys).",
+            rich_help_panel=CREDENTIALS_PANEL,
+        ),
+    ] = None,
+    ram_role_arn: Annotated[
+        str | None,
+        typer.Option(
+            "--ram-role-arn",
+            help="Assume this role (acs:ram::<account>:role/<name>) with the credentials "
+            "found: another account's, for a cross-account job.",
+            rich_help_panel=CREDENTIALS_PANEL,
+        ),
+    ] = None,
+    role_session_name: Annotated[
+        str | None,
+        typer.Option(
+            "--role-session-name",
+            help="Session name of an assumed role (else ALIBABA_CLOUD_ROLE_SESSION_NAME).",
+            rich_help_panel=CREDENTIALS_PANEL,
+        ),
+    ] = None,
+    external_id: Annotated[
+        str | None,
+        typer.Option(
+            "--external-id", help="ExternalId of --ram-role-arn.", rich_help_panel=CREDENTIALS_PANEL
+        ),
+    ] = None,
+    sts_region: Annotated[
+        str | None,
+        typer.Option(
+            "--sts-region",
+            help="STS endpoint region (sts.<region>.aliyuncs.com; else ALIBABA_CLOUD_STS_REGION).",
             rich_help_panel=CREDENTIALS_PANEL,
         ),
     ] = None,
@@ -566,6 +607,11 @@ def _credentials(
         security_token=security_token,
         profile=profile,
         config_path=config_file,
+        mode=mode,
+        ram_role_arn=ram_role_arn,
+        role_session_name=role_session_name,
+        external_id=external_id,
+        sts_region=sts_region,
     )
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bulk_attach.api.client import InstanceInfo
-from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.credentials import CredentialsProvider
 from bulk_attach.core.outcomes import RowResult, Status, Summary
 from bulk_attach.core.prediction import (
     DOCUMENTED_VPC_QUOTA,
@@ -90,7 +90,7 @@ async def plan_job(
     rows: RowSource,
     settings: PlanSettings,
     client_settings: ClientSettings,
-    credentials: Credentials,
+    credentials: CredentialsProvider,
     *,
     listeners: Sequence[Listener] = (),
     control: RunControl | None = None,

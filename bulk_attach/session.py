@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bulk_attach.api.client import EcsClient
-from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.credentials import CredentialsProvider
 from bulk_attach.core.attempts import AttemptPolicy
 from bulk_attach.core.catalog import ErrorClass
 from bulk_attach.core.outcomes import RowResult, Status
@@ -69,7 +69,7 @@ class ReadSession:
 @asynccontextmanager
 async def open_session(
     client_settings: ClientSettings,
-    credentials: Credentials,
+    credentials: CredentialsProvider,
     *,
     rate: float | None,
     attempts: AttemptSettings,

@@ -32,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.credentials import CredentialsProvider
 from bulk_attach.core.outcomes import RowResult, Status, Summary
 from bulk_attach.core.prediction import ReadFailure
 from bulk_attach.core.rows import Row
@@ -83,7 +83,7 @@ async def verify_job(
     rows: RowSource,
     settings: VerifySettings,
     client_settings: ClientSettings,
-    credentials: Credentials,
+    credentials: CredentialsProvider,
     *,
     listeners: Sequence[Listener] = (),
     control: RunControl | None = None,

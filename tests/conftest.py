@@ -65,6 +65,10 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         if not name.startswith(("ALIBABA_CLOUD_", "ALICLOUD_"))
     }
     env["HOME"] = str(home)
+    # Never the real metadata service (100.100.100.200): tests that want it set an endpoint.
+    env["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+    # Nor the real STS: a closed local port unless a test points it at the emulator.
+    env["BULK_ATTACH_STS_ENDPOINT"] = "http://127.0.0.1:9"
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # help text on one line per option, whatever the terminal
     env.pop("PYTHONWARNINGS", None)

@@ -167,11 +167,18 @@ def test_profile_option_beats_profile_env_beats_current(config: Path) -> None:
 # --- errors --------------------------------------------------------------------------------
 
 
-def test_other_profile_mode_is_refused_by_name(config: Path) -> None:
+def test_role_profile_without_its_role_names_the_missing_field(config: Path) -> None:
     with pytest.raises(ConfigError, match="RamRoleArn") as info:
         resolve_credentials(opts(config, profile="role"), {})
     assert info.value.exit_code == ExitCode.CONFIG
-    assert "AK, StsToken" in str(info.value)
+    assert "ram_role_arn" in str(info.value)
+
+
+def test_unsupported_profile_mode_is_refused_by_name(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.json", [profile("default", mode="CloudSSO")])
+    with pytest.raises(ConfigError, match="CloudSSO") as info:
+        resolve_credentials(opts(path), {})
+    assert "AK, StsToken, RamRoleArn" in str(info.value)
 
 
 def test_missing_named_profile(config: Path) -> None:
@@ -204,7 +211,10 @@ def test_profile_without_secret(tmp_path: Path) -> None:
 
 def test_nothing_found_lists_every_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_credentials(opts(tmp_path / "absent.json"), {})
+        resolve_credentials(
+            opts(tmp_path / "absent.json"),
+            {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"},
+        )
     message = str(info.value)
     for tried in (
         "--access-key-id",
@@ -212,6 +222,10 @@ def test_nothing_found_lists_every_source(tmp_path: Path) -> None:
         "ALICLOUD_ACCESS_KEY",
         str(tmp_path / "absent.json"),
         "not found",
+        "OIDC",
+        "credentials.ini",
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED=true",
+        "ALIBABA_CLOUD_CREDENTIALS_URI",
     ):
         assert tried in message
     assert info.value.exit_code == ExitCode.CONFIG
@@ -220,7 +234,9 @@ def test_nothing_found_lists_every_source(tmp_path: Path) -> None:
 def test_current_profile_missing_is_nothing_found(tmp_path: Path) -> None:
     path = write_config(tmp_path / "c.json", [profile("a")], current="gone")
     with pytest.raises(ConfigError, match="no profile 'gone'"):
-        resolve_credentials(opts(path), {})
+        resolve_credentials(
+            opts(path), {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
+        )
 
 
 @pytest.mark.parametrize(

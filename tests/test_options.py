@@ -164,7 +164,12 @@ JOB_OPTIONS = {
     "--access-key-secret": (CRED, None),
     "--security-token": (CRED, None),
     "--profile": (CRED, None),
-    "--config-file": (CRED, None),
+    "--config-path": (CRED, None),  # --config-file is its alias
+    "--mode": (CRED, None),
+    "--ram-role-arn": (CRED, None),
+    "--role-session-name": (CRED, None),
+    "--external-id": (CRED, None),
+    "--sts-region": (CRED, None),
 }
 
 EMULATOR_OPTIONS = {

@@ -348,3 +348,57 @@ def test_the_scan_finds_a_planted_fragment(tmp_path: Path) -> None:
         assert_no_secret_in_files(tmp_path)
     with pytest.raises(AssertionError):
         assert_no_secret("text", f"secret {SECRET[:12]}****")
+
+
+# --- temporary credentials: the issued secrets and tokens never show either ------------------
+
+
+@pytest.mark.parametrize("command", ["run", "whoami"])
+async def test_no_issued_sts_secret_in_a_role_run_or_whoami(
+    run_cli: RunCli, write_pairs: WritePairs, cli_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    role = "acs:ram::1234567890123456:role/scan"
+    profile = write_profile(
+        Path(cli_env["HOME"]),
+        {
+            "name": "scan",
+            "mode": "RamRoleArn",
+            "access_key_id": AK,
+            "access_key_secret": SECRET,
+            "ram_role_arn": role,
+            "region_id": HZ,
+        },
+        current="scan",
+    )
+    path = write_pairs(ROWS)
+    async with running_emulator(world(ROWS), EMULATOR) as emu:
+        env = {"BULK_ATTACH_STS_ENDPOINT": emu.endpoint}
+        args: list[str | Path] = (
+            ["run", path, "--rate", "0", "--report", tmp_path / "r.csv"]
+            if command == "run"
+            else ["whoami"]
+        )
+        result = await run_cli(*args, "--endpoint", emu.endpoint, "-vv", env_extra=env)
+        keyring = emu.emulator.authenticator.keyring
+        issued = [
+            value
+            for key, value in [*keyring.secrets.items(), *keyring.tokens.items()]
+            if key.startswith("STS.") and key != STS_AK
+        ]
+    assert issued, "no temporary credentials were issued: the scan would prove nothing"
+    expected = ExitCode.SOME_ROWS_FAILED if command == "run" else ExitCode.OK
+    assert result.returncode == expected, result
+    assert "AssumedRoleUser" in result.stderr + result.stdout  # -v/whoami named the identity
+    for text in (result.stdout, result.stderr):
+        assert_no_secret("output", text)
+        for secret in issued:
+            assert secret not in text
+            assert secret[:12] not in text
+    assert_none_in_files(tmp_path, issued, skip=profile)
+
+
+def assert_none_in_files(root: Path, needles: list[str], *, skip: Path) -> None:
+    for file in sorted(root.rglob("*")):
+        if file.is_file() and file != skip:
+            content = file.read_bytes().decode("utf-8", "replace")
+            assert all(needle not in content for needle in needles), file

@@ -38,7 +38,12 @@ import aiohttp
 from yarl import URL
 
 from bulk_attach import __version__
-from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.credentials import (
+    EXPIRED_TOKEN_CODES,
+    Credentials,
+    CredentialsProvider,
+    FetchError,
+)
 from bulk_attach.api.signing import (
     EMPTY_SHA256,
     canonical_query,
@@ -273,25 +278,20 @@ class EcsClient:
     def __init__(
         self,
         settings: ClientSettings,
-        credentials: Credentials,
+        credentials: CredentialsProvider,
         *,
         gate: RequestGate | None = None,
         user_agent: str | None = None,
     ) -> None:
         self._settings = settings
+        # Fixed ``Credentials`` are their own provider; temporary ones are refreshed by theirs.
         self._credentials = credentials
         self._gate = gate
-        # These travel in headers (V3), where aiohttp refuses control characters with a
-        # ValueError: a stray newline in a profile is a configuration error, said at start.
-        for what, value in (
-            ("access key id", credentials.access_key_id),
-            ("security token", credentials.security_token or ""),
-        ):
-            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
-                raise ConfigError(
-                    f"the {what} from {credentials.source} contains a control character "
-                    "(a stray newline?)"
-                )
+        # Every secret and token this client has signed with: scrubbed from service text.
+        self._hidden: set[str] = set()
+        self._checked: Credentials | None = None
+        if isinstance(credentials, Credentials):
+            self._check(credentials)
         # Validate the endpoint now: a bad --endpoint is a configuration error at start-up.
         self._endpoint = (
             parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
@@ -304,6 +304,28 @@ class EcsClient:
         )
         self._user_agent = f"{agent} {user_agent}" if user_agent else agent
         self._session: aiohttp.ClientSession | None = None
+
+    def _check(self, credentials: Credentials) -> None:
+        """Remember the secrets to scrub; refuse control characters, which travel in headers
+        (V3), where aiohttp refuses them with a ValueError: a stray newline in a profile is
+        a configuration error, said at start."""
+        if credentials is self._checked:
+            return
+        for what, value in (
+            ("access key id", credentials.access_key_id),
+            ("security token", credentials.security_token or ""),
+        ):
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+                raise ConfigError(
+                    f"the {what} from {credentials.source} contains a control character "
+                    "(a stray newline?)"
+                )
+        self._hidden.update(
+            secret
+            for secret in (credentials.access_key_secret, credentials.security_token)
+            if secret
+        )
+        self._checked = credentials
 
     def __repr__(self) -> str:
         where = str(self._endpoint) if self._endpoint else "https://{ecs,vpc}.<region>.aliyuncs.com"
@@ -465,10 +487,21 @@ class EcsClient:
     # --- one request -----------------------------------------------------------------
 
     def _prepare(
-        self, base: URL, product: Product, action: str, params: Mapping[str, str]
+        self,
+        base: URL,
+        product: Product,
+        action: str,
+        params: Mapping[str, str],
+        creds: Credentials | None = None,
     ) -> tuple[URL, dict[str, str]]:
-        """The exact URL and headers for one request; fresh nonce and time every call."""
-        creds = self._credentials
+        """The exact URL and headers for one request; fresh nonce and time every call.
+
+        Signed with ``creds``: the provider's current credentials when the request leaves.
+        """
+        if creds is None:
+            creds = self._credentials if isinstance(self._credentials, Credentials) else None
+        if creds is None:
+            raise RuntimeError("_prepare needs the credentials of a refreshing provider")
         version = _VERSIONS[product]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         nonce = secrets.token_hex(16)
@@ -519,13 +552,54 @@ class EcsClient:
     async def _call(
         self, product: Product, region: str, action: str, params: Mapping[str, str]
     ) -> dict[str, Any]:
-        """Send one request and return the answer's JSON object, or raise one ``EcsError``."""
+        """Send one request and return the answer's JSON object, or raise one ``EcsError``.
+
+        A request refused because its STS token expired was not executed: the provider is
+        asked once for fresh credentials and the request is sent again with them. It is
+        fatal (the error goes up) only when there are none, or a fresh token is refused too.
+        """
+        creds = await self._current(region, action)
+        try:
+            return await self._send(product, region, action, params, creds)
+        except ApiError as error:
+            if error.code not in EXPIRED_TOKEN_CODES:
+                raise
+            fresh = await self._credentials.refreshed(creds)
+            if fresh is None:
+                raise
+            self._check(fresh)
+            log.info(
+                "%s %s: %s; sending again with refreshed credentials", region, action, error.code
+            )
+            return await self._send(product, region, action, params, fresh)
+
+    async def _current(self, region: str, action: str) -> Credentials:
+        """The provider's credentials now; a provider that cannot give any (its refresh
+        failed and the old ones expired) is a fatal expired-token answer for this request."""
+        try:
+            creds = await self._credentials.current()
+        except (ConfigError, FetchError) as error:
+            raise ApiError(
+                "InvalidSecurityToken.Expired",
+                f"{action}: no valid credentials from {self._credentials.source}: {error}",
+            ) from None
+        self._check(creds)
+        return creds
+
+    async def _send(
+        self,
+        product: Product,
+        region: str,
+        action: str,
+        params: Mapping[str, str],
+        creds: Credentials,
+    ) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("EcsClient is used outside `async with`")
         base = self._endpoint or endpoint_for(self._settings, product, region)
         if self._gate is not None:
             await self._gate(region, action)
-        url, headers = self._prepare(base, product, action, params)
+        url, headers = self._prepare(base, product, action, params, creds)
         try:
             # No Content-Type, as the SDKs send an empty body (aiohttp would add one). The API
             # never redirects: a 3xx is some other server's, and following it would send a
@@ -675,11 +749,8 @@ class EcsClient:
         return TransportError(code, message)
 
     def _scrub(self, text: str) -> str:
-        """Remove the secret and the token, raw or (doubly) percent-encoded, from service text."""
-        creds = self._credentials
-        for secret in (creds.access_key_secret, creds.security_token):
-            if not secret:
-                continue
+        """Remove every secret and token signed with, raw or (doubly) percent-encoded."""
+        for secret in self._hidden:
             once = percent_encode(secret)
             for form in (percent_encode(once), once, secret):
                 text = text.replace(form, "****")

@@ -75,6 +75,8 @@ class Keyring:
     tokens: Mapping[str, str] = field(default_factory=dict)  # access key id -> STS token
     accounts: Mapping[str, str] = field(default_factory=dict)  # access key id -> account
     default_account: str = "default"
+    # access key id -> when its STS token expires (epoch seconds): keys STS issued.
+    expires: Mapping[str, float] = field(default_factory=dict)
 
     def account_for(self, access_key_id: str) -> str:
         return self.accounts.get(access_key_id, self.default_account)
@@ -228,6 +230,9 @@ class Authenticator:
             )
         if expected is not None and not hmac.compare_digest(expected, token):
             raise ApiFault("InvalidSecurityToken.Malformed")
+        expires = self.keyring.expires.get(access_key_id)
+        if expires is not None and self.clock() >= expires:
+            raise ApiFault("InvalidSecurityToken.Expired")
         return secret
 
     def _remember(self, access_key_id: str, nonce: str, now: float) -> None:

@@ -48,6 +48,7 @@ from bulk_attach.emulator.http import (
     run_action,
 )
 from bulk_attach.emulator.model import EcsModel
+from bulk_attach.emulator.sts import StsService, StsSettings
 from bulk_attach.emulator.world import dump_world, world_from_dict
 from bulk_attach.errors import InputError
 
@@ -90,6 +91,8 @@ class EmulatorSettings:
     control: bool | None = None
     # Wall clock for timestamps, nonces and flow control; tests pass a fake one.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+    # STS, the ECS metadata service and a credentials URI (emulator/sts.py).
+    sts: StsSettings = field(default_factory=StsSettings)
 
     @property
     def control_enabled(self) -> bool:
@@ -275,6 +278,7 @@ class Emulator:
 
 
 EMULATOR_KEY: Final = web.AppKey("emulator", Emulator)
+STS_KEY: Final = web.AppKey("sts", StsService)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -332,7 +336,13 @@ def create_app(
     emulator = Emulator(model, settings, keyring)
     app = web.Application()
     app[EMULATOR_KEY] = emulator
-    app.router.add_route("*", "/", emulator.handle_api)
+    sts = app[STS_KEY] = StsService(settings.sts, emulator.authenticator, settings.clock)
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        return await (sts.handle if sts.handles(request) else emulator.handle_api)(request)
+
+    app.router.add_route("*", "/", root)
+    sts.add_routes(app)
     if emulator.control_enabled:
         app.router.add_get(f"{CONTROL_PREFIX}/state", _state)
         app.router.add_post(f"{CONTROL_PREFIX}/reset", _reset)
@@ -376,6 +386,10 @@ class RunningEmulator:
     def model(self) -> EcsModel:
         """The current model (a reset or a world load replaces it: read it again after)."""
         return self.app[EMULATOR_KEY].model
+
+    @property
+    def sts(self) -> StsService:
+        return self.app[STS_KEY]
 
     @property
     def security_token(self) -> str | None:

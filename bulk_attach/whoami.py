@@ -1,0 +1,70 @@
+"""``bulk-attach whoami``: the credentials' source, the caller's identity, and whether a
+region's ECS and VPC endpoints answer them. Exit 0 when all of it works, 3 otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from bulk_attach.api.client import EcsClient
+from bulk_attach.api.credentials import (
+    CredentialOptions,
+    Credentials,
+    CredentialsProvider,
+    FetchError,
+    open_credentials,
+    resolve_region,
+)
+from bulk_attach.api.identity import caller_identity, check_endpoint
+from bulk_attach.errors import ConfigError, ExitCode
+from bulk_attach.settings import ClientSettings
+
+__all__ = ["whoami_main"]
+
+
+async def whoami_main(
+    client_settings: ClientSettings,
+    options: CredentialOptions,
+    *,
+    quiet: bool,
+    env: Mapping[str, str],
+    region_option: str | None,
+    emulator: bool,
+    world: Path | None,
+) -> int:
+    def say(text: str) -> None:
+        if not quiet:
+            sys.stdout.write(text + "\n")
+
+    region = resolve_region(region_option, env, options) or "cn-hangzhou"
+    async with AsyncExitStack() as stack:
+        credentials: CredentialsProvider
+        if emulator:
+            from bulk_attach.emulator.model import EcsModel
+            from bulk_attach.emulator.server import EmulatorSettings, running_emulator
+
+            emu = await stack.enter_async_context(running_emulator(EcsModel(), EmulatorSettings()))
+            credentials = Credentials(
+                emu.access_key_id, emu.access_key_secret, source="the embedded emulator"
+            )
+            client_settings = replace(client_settings, endpoint=emu.endpoint)
+        else:
+            credentials = await open_credentials(options, env)  # ConfigError: exit 3
+            stack.push_async_callback(credentials.aclose)
+        say(f"source:   {credentials.source}")
+        ok = True
+        try:
+            identity = await caller_identity(credentials, env, client_settings)
+            say(f"identity: {identity}")
+        except (FetchError, ConfigError) as error:
+            ok = False
+            sys.stderr.write(f"bulk-attach: identity: {error}\n")
+        client = await stack.enter_async_context(EcsClient(client_settings, credentials))
+        for product in ("ecs", "vpc"):
+            check = await check_endpoint(client, product, region)
+            ok = ok and check.ok
+            say(f"{product}:      {region}: {check.detail}")
+    return ExitCode.OK if ok else ExitCode.CONFIG

@@ -17,10 +17,9 @@ from pathlib import Path
 from bulk_attach.api.credentials import CredentialOptions, resolve_region
 from bulk_attach.core.prediction import Variant
 from bulk_attach.engine.signals import SignalStop
-from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
-from bulk_attach.job import Link, connect, guarded, progress_for
+from bulk_attach.job import Link, connect, guarded, progress_for, read_input
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import ReadJobResult
@@ -67,7 +66,7 @@ async def _check(
     lock = ReportLock(paths.lock, paths.report, command=command)
     await sig.off_loop(lock.acquire, settings.wait_lock)
     with lock:
-        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        rows = await sig.off_loop(read_input, settings)
         async with AsyncExitStack() as stack:
             credentials, client_settings = await connect(stack, settings, link)
             listeners, close = progress_for(settings, rows.total)

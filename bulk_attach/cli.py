@@ -27,12 +27,14 @@ from bulk_attach.files.paths import run_report_for
 from bulk_attach.options import (
     CONNECTION,
     CREDENTIALS,
+    INPUT,
     OUTPUT,
     PACE,
     POLICY,
     QUOTA,
     RUN_PANEL,
     Connection,
+    InputOptions,
     JobPolicy,
     Output,
     Pace,
@@ -54,6 +56,7 @@ app = typer.Typer(
 
 
 _POLICY = JobPolicy()
+_INPUT = InputOptions()
 
 
 @app.callback(invoke_without_command=True)
@@ -66,13 +69,14 @@ def _root(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, QUOTA, POLICY, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, QUOTA, POLICY, CREDENTIALS)
 def run(
     input_csv: Annotated[
         Path, typer.Argument(metavar="PAIRS.csv", help="CSV of RegionId,InstanceId,VpcId rows.")
     ],
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     quota: int,
@@ -87,7 +91,7 @@ def run(
     report = output.report
     if report is None:
         report = run_report_for(input_csv, output.report_format)
-    settings = _run_settings(input_csv, report, output, connection, pace, quota, policy)
+    settings = _run_settings(input_csv, report, output, connection, pace, quota, policy, reading)
     _start_job(settings, output, connection, credentials)
 
 
@@ -134,7 +138,7 @@ def retry(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, QUOTA, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, QUOTA, CREDENTIALS)
 def plan(
     input_csv: Annotated[
         Path,
@@ -151,6 +155,7 @@ def plan(
     ] = None,
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     quota: int,
@@ -163,7 +168,9 @@ def plan(
     """
     from bulk_attach.checks import PLAN_COMMAND, check_main
 
-    settings = _run_settings(input_csv, output.report, output, connection, pace, quota)
+    settings = _run_settings(
+        input_csv, output.report, output, connection, pace, quota, input_options=reading
+    )
     _start(
         output,
         lambda env: check_main(
@@ -174,7 +181,7 @@ def plan(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, CREDENTIALS)
 def verify(
     input_csv: Annotated[
         Path,
@@ -182,6 +189,7 @@ def verify(
     ],
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     credentials: CredentialOptions,
@@ -193,7 +201,9 @@ def verify(
     """
     from bulk_attach.checks import VERIFY_COMMAND, check_main
 
-    settings = _run_settings(input_csv, output.report, output, connection, pace)
+    settings = _run_settings(
+        input_csv, output.report, output, connection, pace, input_options=reading
+    )
     _start(
         output,
         lambda env: check_main(VERIFY_COMMAND, settings, connection.client, credentials, **env),
@@ -202,7 +212,7 @@ def verify(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, POLICY, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, POLICY, CREDENTIALS)
 def detach(
     source: Annotated[
         Path,
@@ -225,6 +235,7 @@ def detach(
     ] = False,
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     policy: JobPolicy,
@@ -239,7 +250,9 @@ def detach(
     """
     from bulk_attach.rollback import detach_main
 
-    settings = _run_settings(source, output.report, output, connection, pace, policy=policy)
+    settings = _run_settings(
+        source, output.report, output, connection, pace, policy=policy, input_options=reading
+    )
     ask = _confirm if sys.stdin.isatty() and sys.stderr.isatty() else None
     _start(
         output,
@@ -272,6 +285,7 @@ def _run_settings(
     pace: Pace,
     quota: int = DEFAULT_VPC_QUOTA,
     policy: JobPolicy = _POLICY,
+    input_options: InputOptions = _INPUT,
 ) -> RunSettings:
     return RunSettings(
         input_path=input_path,
@@ -288,6 +302,8 @@ def _run_settings(
         quiet=output.quiet,
         fresh=policy.fresh,
         wait_lock=policy.wait_lock,
+        delimiter=input_options.delimiter,
+        encoding=input_options.encoding,
     )
 
 

@@ -34,7 +34,7 @@ from bulk_attach.engine.signals import Interrupted, SignalStop
 from bulk_attach.engine.sources import RowSource
 from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import ExitCode, InputError, ReportWriteError, UsageError
-from bulk_attach.files.csv_input import read_pairs
+from bulk_attach.files.csv_input import PairsReader, read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, run_report_for
 from bulk_attach.files.report import ReportWriter, StartedJournal, read_report, write_summary
@@ -65,6 +65,7 @@ __all__ = [
     "main",
     "print_result",
     "progress_for",
+    "read_input",
     "run_job",
     "say_to",
 ]
@@ -85,6 +86,16 @@ def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
     if reason is not None:
         return reason.exit_code
     return ExitCode.OK if summary.unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
+
+
+def read_input(settings: RunSettings) -> PairsReader:
+    """The command's pairs CSV, read as the options say (``InputError`` if unusable)."""
+    return read_pairs(
+        settings.input_path,
+        settings.default_region,
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+    )
 
 
 def report_path_of(settings: RunSettings) -> Path:
@@ -159,7 +170,7 @@ async def _run_locked(
     action: Action,
 ) -> JobResult:
     if rows is None:
-        rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
+        rows = read_input(settings)  # InputError here
     if previous is None:
         previous = Previous.SET_ASIDE if settings.fresh else Previous.RESUME
     opening = prepare_report(
@@ -359,7 +370,7 @@ async def _run(settings: RunSettings, link: Link, sig: SignalStop) -> int:
     await sig.off_loop(lock.acquire, settings.wait_lock)
     with lock:
         # Validate the whole input before anything touches the network (InputError: exit 2).
-        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        rows = await sig.off_loop(read_input, settings)
         result = await launch(settings, link, rows, lock=lock, signals=sig)
     print_result(settings, result)
     return result.exit_code
@@ -539,7 +550,12 @@ async def _start_emulator(
     spec = (
         WorldSpec(world=world)
         if world is not None
-        else WorldSpec(pairs=settings.input_path, default_region=settings.default_region)
+        else WorldSpec(
+            pairs=settings.input_path,
+            default_region=settings.default_region,
+            encoding=settings.encoding,
+            delimiter=settings.delimiter,
+        )
     )
     model = build_world(spec)
     emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings()))

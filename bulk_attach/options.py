@@ -65,6 +65,8 @@ __all__ = [
     "CONNECTION_PANEL",
     "CREDENTIALS",
     "CREDENTIALS_PANEL",
+    "INPUT",
+    "INPUT_PANEL",
     "OUTPUT",
     "OUTPUT_PANEL",
     "PACE",
@@ -72,6 +74,7 @@ __all__ = [
     "QUOTA",
     "RUN_PANEL",
     "Connection",
+    "InputOptions",
     "JobPolicy",
     "OptionGroup",
     "Output",
@@ -263,6 +266,63 @@ def _output(
 
 
 OUTPUT = OptionGroup("output", _output)
+
+# --- input: how a pairs CSV is read ------------------------------------------------------
+
+INPUT_PANEL = "Input"
+
+_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|", "\\t": "\t"}
+
+
+@dataclass(frozen=True, slots=True)
+class InputOptions:
+    """How a pairs CSV is read: None means found out from the file (see ``files/csv_input``)."""
+
+    delimiter: str | None = None
+    encoding: str | None = None
+
+
+def _input(
+    *,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            metavar="CHAR",
+            help="Field separator: a character, or comma, semicolon, tab, pipe \\[default: "
+            "an Excel sep= first line's, else the one that splits the header].",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="Encoding of a file without a byte-order mark, e.g. gbk, cp1252, utf-16-le "
+            "\\[default: utf-8; a file with a mark is read as its mark says].",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+) -> InputOptions:
+    if delimiter is not None:
+        delimiter = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1 or delimiter in '"\r\n' or delimiter.isalnum():
+            raise UsageError(
+                f"--delimiter {delimiter!r}: one character (not a letter, digit, quote or line "
+                "break), or comma, semicolon, tab, pipe"
+            )
+    if encoding is not None:
+        try:
+            "".encode(encoding)  # LookupError for unknown names and bytes-to-bytes codecs
+        except LookupError:
+            raise UsageError(
+                f"--encoding {encoding!r}: not a text encoding Python knows "
+                "(e.g. utf-8, gbk, cp1252, utf-16-le)"
+            ) from None
+    return InputOptions(delimiter=delimiter, encoding=encoding)
+
+
+INPUT = OptionGroup("reading", _input)
 
 # --- connection --------------------------------------------------------------------------
 

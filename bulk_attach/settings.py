@@ -91,3 +91,7 @@ class RunSettings(EngineSettings):
     quiet: bool = False
     fresh: bool = False
     wait_lock: float = DEFAULT_WAIT_LOCK
+    # How the pairs CSV is read; None: from the file (a byte-order mark, a sep= line, the
+    # header), else UTF-8 (see ``files/csv_input.py``).
+    delimiter: str | None = None
+    encoding: str | None = None

@@ -328,6 +328,8 @@ def world_from_pairs(
     owner: str = DEFAULT_ACCOUNT,
     variant: str = "2018",
     default_quota: int = DEFAULT_QUOTA,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> EcsModel:
     """Fill ``model`` (or a new one) so that every pair a run of the CSV sends can be attached.
 
@@ -338,7 +340,7 @@ def world_from_pairs(
     Existing entries are left as they are. ``variant`` and ``default_quota`` apply only to a
     new model.
     """
-    rows = read_pairs(csv_path, default_region)
+    rows = read_pairs(csv_path, default_region, encoding=encoding, delimiter=delimiter)
     if model is None:
         model = EcsModel(variant=variant, default_quota=default_quota)
     for row in rows:
@@ -364,6 +366,8 @@ class WorldSpec:
     default_region: str | None = None  # for CSV rows without a region
     variant: str = "2018"
     quota: int | None = None  # links per VPC; None: the file's "quota", else DEFAULT_QUOTA
+    encoding: str | None = None  # how the CSV is read (as the run reads it)
+    delimiter: str | None = None
 
 
 def build_world(spec: WorldSpec) -> EcsModel:
@@ -379,6 +383,8 @@ def build_world(spec: WorldSpec) -> EcsModel:
             default_region=spec.default_region,
             variant=spec.variant,
             default_quota=quota,
+            encoding=spec.encoding,
+            delimiter=spec.delimiter,
         )
     if model is None:
         model = EcsModel(variant=spec.variant, default_quota=quota)

@@ -8,7 +8,6 @@ terminal summary. Neither sends a change.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -19,7 +18,15 @@ from bulk_attach.core.prediction import Variant
 from bulk_attach.engine.signals import SignalStop
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
-from bulk_attach.job import Link, connect, guarded, progress_for, read_input
+from bulk_attach.job import (
+    Link,
+    announce,
+    connect,
+    guarded,
+    progress_for,
+    read_input,
+    show_summary,
+)
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import ReadJobResult
@@ -69,6 +76,7 @@ async def _check(
         rows = await sig.off_loop(read_input, settings)
         async with AsyncExitStack() as stack:
             credentials, client_settings = await connect(stack, settings, link)
+            announce(command, settings, rows, client_settings.endpoint)
             listeners, close = progress_for(settings, rows.total)
             try:
                 result: ReadJobResult
@@ -110,6 +118,11 @@ async def _check(
             finally:
                 close()
     if not settings.quiet:
-        sys.stderr.write(render_read_summary(result.summary) + "\n")
-        sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
+        show_summary(
+            settings,
+            dict(result.summary),
+            render_read_summary,
+            result.report_path,
+            result.summary_path,
+        )
     return result.exit_code

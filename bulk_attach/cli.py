@@ -8,6 +8,7 @@ line on stderr and its exit code; a traceback is only shown for a bug, with ``--
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bulk_attach import __version__
+from bulk_attach import __version__, logs
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.core.prediction import Variant
 from bulk_attach.core.retrying import RetrySelection
@@ -302,6 +303,8 @@ def _run_settings(
         quiet=output.quiet,
         fresh=policy.fresh,
         wait_lock=policy.wait_lock,
+        log_format=output.log_format,
+        progress_interval=output.progress_interval,
         delimiter=input_options.delimiter,
         encoding=input_options.encoding,
     )
@@ -315,7 +318,7 @@ def _start(
     """One call into a command's composition (given the environment), and its exit code."""
     from bulk_attach.engine.signals import run_command
 
-    setup_logging(output.verbose)
+    setup_logging(output.verbose, output.log_format)
     env = {
         "env": dict(os.environ),
         "region_option": connection.region,
@@ -353,7 +356,10 @@ def main() -> None:
     try:
         app()
     except BulkAttachError as error:
-        sys.stderr.write(f"bulk-attach: error: {error}\n")
+        if logs.is_json():  # --log-format json: the error is one more object on stderr
+            logs.record("error", str(error), level=logging.ERROR, exit_code=error.exit_code)
+        else:
+            sys.stderr.write(f"bulk-attach: error: {error}\n")
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("bulk-attach: interrupted\n")

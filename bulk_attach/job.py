@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bulk_attach import logs
 from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import (
     CredentialOptions,
@@ -53,12 +54,14 @@ from bulk_attach.files.resume import (
     compact_report,
     prepare_report,
 )
+from bulk_attach.logs import EventLog
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
-from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.settings import ClientSettings, LogFormat, RunSettings
 
 __all__ = [
     "JobResult",
     "Link",
+    "announce",
     "connect",
     "guarded",
     "launch",
@@ -68,6 +71,7 @@ __all__ = [
     "read_input",
     "run_job",
     "say_to",
+    "show_summary",
 ]
 
 log = logging.getLogger("bulk_attach.job")
@@ -469,7 +473,11 @@ def _nothing_to_retry(rows: PickedRows, base: Path, say: Callable[[str], None]) 
 
 def say_to(settings: RunSettings) -> Callable[[str], None]:
     def say(text: str) -> None:
-        if not settings.quiet:
+        if settings.quiet:
+            return
+        if settings.log_format is LogFormat.JSON:
+            logs.record("note", text)
+        else:
             sys.stderr.write(text + "\n")
 
     return say
@@ -490,6 +498,7 @@ async def launch(
     """Credentials (or the embedded emulator), progress, and the run itself."""
     async with AsyncExitStack() as stack:
         credentials, client_settings = await connect(stack, settings, link)
+        announce(command, settings, rows, client_settings.endpoint)
         listeners, close = progress_for(settings, rows.total)
         try:
             return await run_job(
@@ -532,8 +541,31 @@ def print_result(settings: RunSettings, result: JobResult, *, exit_code: int | N
     summary = dict(result.summary)
     if exit_code is not None:
         summary["exit_code"] = exit_code
-    sys.stderr.write(render_summary(summary) + "\n")
-    sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
+    show_summary(settings, summary, render_summary, result.report_path, result.summary_path)
+
+
+def show_summary(
+    settings: RunSettings,
+    summary: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+    report: Path,
+    summary_path: Path,
+) -> None:
+    """The final summary: for a person (per-VPC lines capped), or one JSON ``summary`` event
+    holding all of it (every VPC)."""
+    if settings.log_format is LogFormat.JSON:
+        logs.record(
+            "summary",
+            f"{summary.get('total', 0)} rows; exit code {summary.get('exit_code')}",
+            **{
+                **summary,
+                "report": str(report),
+                "summary_file": str(summary_path),
+            },
+        )
+        return
+    sys.stderr.write(render(summary) + "\n")
+    sys.stderr.write(f"report: {report}\nsummary: {summary_path}\n")
 
 
 async def _start_emulator(
@@ -565,18 +597,58 @@ async def _start_emulator(
         security_token=None,
         source="the embedded emulator",
     )
-    if not settings.quiet:
-        sys.stderr.write(f"emulator: {emu.endpoint} (in-process, nothing leaves this machine)\n")
+    say_to(settings)(f"emulator: {emu.endpoint} (in-process, nothing leaves this machine)")
     return credentials, replace(client_settings, endpoint=emu.endpoint)
 
 
 def progress_for(settings: RunSettings, total: int) -> tuple[list[Listener], Callable[[], None]]:
-    """The progress listeners for a command's rows (a bar on a terminal, lines elsewhere),
-    and the function that closes them."""
+    """The listeners for a command's rows: the event log (retries, settled rows, throttling,
+    stops), and progress (a bar on a terminal, periodic lines elsewhere and in JSON); and
+    the function that closes them."""
     if settings.quiet:
         return [], lambda: None
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and settings.log_format is LogFormat.TEXT:
         bar = TqdmProgress(total, sys.stderr)
-        return [bar], bar.close
-    lines = LogProgress(total, lambda text: print(text, file=sys.stderr, flush=True))
-    return [lines], lines.close
+        return [EventLog(stops=False), bar], bar.close
+    lines = LogProgress(
+        total,
+        lambda text: logs.record("progress", text),
+        interval=settings.progress_interval,
+        figures=lambda text, figures: logs.record("progress", text, **figures),
+    )
+    return [EventLog(), lines], lines.close
+
+
+def announce(command: str, settings: RunSettings, rows: RowSource, endpoint: str | None) -> None:
+    """The start event: what runs, on what, with the options that matter (never a secret:
+    settings hold none, and an endpoint's user and password are left out)."""
+    if settings.quiet:
+        return
+    dialect = getattr(rows, "dialect", None)
+    fields: dict[str, Any] = {
+        "command": command,
+        "input": str(settings.input_path),
+        "report": str(settings.report_path) if settings.report_path else None,
+        "rows": rows.total,
+        "input_format": dialect,
+        "endpoint": _without_userinfo(endpoint),
+        "region": settings.default_region,
+        "concurrency": settings.concurrency,
+        "rate": settings.rate,
+        "vpc_quota": settings.vpc_quota,
+        "max_attempts": settings.attempts.max_attempts,
+        "max_failure_rate": settings.max_failure_rate,
+        "fresh": settings.fresh,
+    }
+    text = f"{command}: {rows.total} rows of {settings.input_path}" + (
+        f" ({dialect})" if dialect else ""
+    )
+    logs.record("start", text, level=logging.INFO, **fields)
+
+
+def _without_userinfo(endpoint: str | None) -> str | None:
+    if not endpoint:
+        return endpoint
+    scheme, sep, rest = endpoint.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"

@@ -29,9 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import logging
 import math
-import sys
 import types
 import typing
 from collections import Counter
@@ -42,6 +40,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import typer
 
+from bulk_attach import logs
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.errors import UsageError
 from bulk_attach.settings import (
@@ -50,12 +49,14 @@ from bulk_attach.settings import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MIN_SETTLED,
+    DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_RATE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_VPC_QUOTA,
     DEFAULT_WAIT_LOCK,
     AttemptSettings,
     ClientSettings,
+    LogFormat,
     ReportFormat,
     SignatureVersion,
 )
@@ -197,14 +198,8 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # Third-party debug chatter is not ours to show.
-    for name in ("asyncio", "aiohttp"):
-        logging.getLogger(name).setLevel(max(level, logging.INFO))
+def setup_logging(verbose: int, log_format: LogFormat = LogFormat.TEXT) -> None:
+    logs.setup_logging(verbose, log_format)
 
 
 # The most a timeout or a wait may be: larger values overflow the event loop's timers.
@@ -237,6 +232,8 @@ class Output:
     report_format: ReportFormat = ReportFormat.CSV
     quiet: bool = False
     verbose: int = 0
+    log_format: LogFormat = LogFormat.TEXT
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
 
 
 def _output(
@@ -261,8 +258,36 @@ def _output(
         ),
     ] = False,
     verbose: VerboseOpt = 0,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="stderr as timestamped text lines, or one JSON object per line (for log "
+            "shippers).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = LogFormat.TEXT,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            "--progress-interval",
+            metavar="SECONDS",
+            min=0.1,
+            max=MAX_SECONDS,
+            callback=finite,
+            help="Seconds between progress lines when stderr is not a terminal.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = DEFAULT_PROGRESS_INTERVAL,
 ) -> Output:
-    return Output(report=report, report_format=report_format, quiet=quiet, verbose=verbose)
+    return Output(
+        report=report,
+        report_format=report_format,
+        quiet=quiet,
+        verbose=verbose,
+        log_format=log_format,
+        progress_interval=progress_interval,
+    )
 
 
 OUTPUT = OptionGroup("output", _output)

@@ -60,7 +60,7 @@ def test_the_separator_is_taken_from_the_header(
     tmp_path: Path, delimiter: str, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path, text_of(delimiter).encode())
-    with caplog.at_level(logging.INFO, logger="bulk_attach.input"):
+    with caplog.at_level(logging.DEBUG, logger="bulk_attach.input"):
         reader = read_pairs(path)
     assert reader.delimiter == delimiter
     assert rows_of(path) == EXPECTED

@@ -143,6 +143,8 @@ JOB_OPTIONS = {
     "--format": (OUT, "csv"),
     "--quiet": (OUT, False),
     "--verbose": (OUT, 0),
+    "--log-format": (OUT, "text"),
+    "--progress-interval": (OUT, 10.0),
     "--region": (CONN, None),
     "--endpoint": (CONN, None),
     "--insecure-http": (CONN, False),

@@ -484,7 +484,7 @@ class PairsReader:
         self.total = 0  # non-blank records, header excluded
         self.rejected = 0  # records that will be yielded as invalid or duplicate
         self.columns = self._first_pass()
-        log.info("%s: %s", self._source.display, self.dialect)
+        log.debug("%s: %s", self._source.display, self.dialect)  # also in the start event
         validated = self._source.validated
         if validated is None:  # the first pass reads to the end: a bug if not
             raise RuntimeError(f"{path}: the first pass stopped before the end")

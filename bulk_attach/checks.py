@@ -49,12 +49,13 @@ async def check_main(
     region_option: str | None,
     emulator: bool,
     world: Path | None,
+    emulator_state: Path | None = None,
     variant: Variant | None = None,
 ) -> int:
     """``plan`` or ``verify`` a pairs CSV (or a report); prints the summary."""
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
     async def body(sig: SignalStop) -> int:
         return await _check(command, settings, link, sig, variant)

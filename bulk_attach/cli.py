@@ -324,6 +324,7 @@ def _start(
         "region_option": connection.region,
         "emulator": connection.emulator,
         "world": connection.world,
+        "emulator_state": connection.emulator_state,
     }
     raise typer.Exit(run_command(command(env)))
 

@@ -331,6 +331,7 @@ async def main(
     emulator: bool,
     world: Path | None,
     retry: RetrySelection | None = None,
+    emulator_state: Path | None = None,
 ) -> int:
     """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary.
 
@@ -341,7 +342,7 @@ async def main(
     """
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
     if retry is not None:
         chosen = retry
         return await guarded(settings, lambda sig: _retry(settings, link, chosen, sig))
@@ -389,6 +390,7 @@ class Link:
     env: Mapping[str, str]
     emulator: bool
     world: Path | None
+    emulator_state: Path | None = None
 
 
 async def _retry(
@@ -527,7 +529,7 @@ async def connect(
     options, environment and profile, or the embedded emulator's (started on ``stack``)."""
     if link.emulator:
         credentials, client_settings = await _start_emulator(
-            stack, settings, link.client, link.world
+            stack, settings, link.client, link.world, link.emulator_state
         )
     else:
         credentials, client_settings = resolve_credentials(link.options, link.env), link.client
@@ -573,24 +575,41 @@ async def _start_emulator(
     settings: RunSettings,
     client_settings: ClientSettings,
     world: Path | None,
+    state: Path | None = None,
 ) -> tuple[Credentials, ClientSettings]:
     from bulk_attach.emulator.server import EmulatorSettings, running_emulator
-    from bulk_attach.emulator.world import WorldSpec, build_world
+    from bulk_attach.emulator.world import WorldSpec, build_world, save_state
 
     # The world as `bulk-attach emulator` builds it: from --world alone, else from the input,
-    # read by the run's own reader (a retry's input is the report it retries).
+    # read by the run's own reader (a retry's input is the report it retries). A state file
+    # left by an earlier command replaces --world; the input still adds what it lacks.
     spec = (
-        WorldSpec(world=world)
+        WorldSpec(world=world, state=state)
         if world is not None
         else WorldSpec(
             pairs=settings.input_path,
             default_region=settings.default_region,
             encoding=settings.encoding,
             delimiter=settings.delimiter,
+            state=state,
         )
     )
+    resuming = spec.resumes_state
     model = build_world(spec)
     emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings()))
+    if state is not None:
+        say_to(settings)(
+            f"emulator state: {state} ({'as the last command left it' if resuming else 'new'}; "
+            "saved when this command ends)"
+        )
+
+        def save() -> None:  # on the way out, however the command ends
+            try:
+                save_state(emu.model, state)
+            except OSError as error:
+                log.warning("could not save the emulator state %s: %s", state, error)
+
+        stack.callback(save)
     credentials = Credentials(
         access_key_id=emu.access_key_id,
         access_key_secret=emu.access_key_secret,

@@ -360,6 +360,7 @@ class Connection:
     region: str | None = None  # the --region option (the job resolves env and profile)
     emulator: bool = False
     world: Path | None = None  # with emulator: its world JSON (else derived from the input)
+    emulator_state: Path | None = None  # with emulator: the world kept across commands
 
 
 def _connection(
@@ -435,9 +436,22 @@ def _connection(
             rich_help_panel=CONNECTION_PANEL,
         ),
     ] = None,
+    emulator_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--emulator-state",
+            metavar="FILE",
+            help="With --emulator: keep the emulated world in FILE across commands (loaded "
+            "if it exists, saved when the command ends), so a resume or a retry sees what "
+            "the last run did.",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = None,
 ) -> Connection:
     if world is not None and not emulator:
         raise UsageError("--world is only meaningful with --emulator")
+    if emulator_state is not None and not emulator:
+        raise UsageError("--emulator-state is only meaningful with --emulator")
     if emulator and endpoint is not None:
         raise UsageError("--emulator and --endpoint cannot be used together")
     client = ClientSettings(
@@ -447,7 +461,13 @@ def _connection(
         signature=signature,
         allow_insecure_http=insecure_http,
     )
-    return Connection(client=client, region=region, emulator=emulator, world=world)
+    return Connection(
+        client=client,
+        region=region,
+        emulator=emulator,
+        world=world,
+        emulator_state=emulator_state,
+    )
 
 
 CONNECTION = OptionGroup("connection", _connection)

@@ -59,6 +59,7 @@ async def detach_main(
     region_option: str | None,
     emulator: bool,
     world: Path | None,
+    emulator_state: Path | None = None,
     selection: DetachSelection,
     yes: bool,
     ask: Ask | None,
@@ -66,7 +67,7 @@ async def detach_main(
     """The ``detach`` command: choose the rows, confirm, run the DETACH action."""
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
     async def body(sig: SignalStop) -> int:
         return await _detach(settings, link, selection, yes=yes, ask=ask, sig=sig)

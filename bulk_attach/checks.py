@@ -8,7 +8,6 @@ terminal summary. Neither sends a change.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -17,10 +16,17 @@ from pathlib import Path
 from bulk_attach.api.credentials import CredentialOptions, resolve_region
 from bulk_attach.core.prediction import Variant
 from bulk_attach.engine.signals import SignalStop
-from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
-from bulk_attach.job import Link, connect, guarded, progress_for
+from bulk_attach.job import (
+    Link,
+    announce,
+    connect,
+    guarded,
+    progress_for,
+    read_input,
+    show_summary,
+)
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import ReadJobResult
@@ -43,12 +49,13 @@ async def check_main(
     region_option: str | None,
     emulator: bool,
     world: Path | None,
+    emulator_state: Path | None = None,
     variant: Variant | None = None,
 ) -> int:
     """``plan`` or ``verify`` a pairs CSV (or a report); prints the summary."""
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
     async def body(sig: SignalStop) -> int:
         return await _check(command, settings, link, sig, variant)
@@ -67,9 +74,10 @@ async def _check(
     lock = ReportLock(paths.lock, paths.report, command=command)
     await sig.off_loop(lock.acquire, settings.wait_lock)
     with lock:
-        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        rows = await sig.off_loop(read_input, settings)
         async with AsyncExitStack() as stack:
             credentials, client_settings = await connect(stack, settings, link)
+            announce(command, settings, rows, client_settings.endpoint)
             listeners, close = progress_for(settings, rows.total)
             try:
                 result: ReadJobResult
@@ -111,6 +119,11 @@ async def _check(
             finally:
                 close()
     if not settings.quiet:
-        sys.stderr.write(render_read_summary(result.summary) + "\n")
-        sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
+        show_summary(
+            settings,
+            dict(result.summary),
+            render_read_summary,
+            result.report_path,
+            result.summary_path,
+        )
     return result.exit_code

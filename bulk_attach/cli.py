@@ -8,6 +8,7 @@ line on stderr and its exit code; a traceback is only shown for a bug, with ``--
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bulk_attach import __version__
+from bulk_attach import __version__, logs
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.core.prediction import Variant
 from bulk_attach.core.retrying import RetrySelection
@@ -27,12 +28,14 @@ from bulk_attach.files.paths import run_report_for
 from bulk_attach.options import (
     CONNECTION,
     CREDENTIALS,
+    INPUT,
     OUTPUT,
     PACE,
     POLICY,
     QUOTA,
     RUN_PANEL,
     Connection,
+    InputOptions,
     JobPolicy,
     Output,
     Pace,
@@ -54,6 +57,7 @@ app = typer.Typer(
 
 
 _POLICY = JobPolicy()
+_INPUT = InputOptions()
 
 
 @app.callback(invoke_without_command=True)
@@ -66,13 +70,14 @@ def _root(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, QUOTA, POLICY, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, QUOTA, POLICY, CREDENTIALS)
 def run(
     input_csv: Annotated[
         Path, typer.Argument(metavar="PAIRS.csv", help="CSV of RegionId,InstanceId,VpcId rows.")
     ],
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     quota: int,
@@ -87,7 +92,7 @@ def run(
     report = output.report
     if report is None:
         report = run_report_for(input_csv, output.report_format)
-    settings = _run_settings(input_csv, report, output, connection, pace, quota, policy)
+    settings = _run_settings(input_csv, report, output, connection, pace, quota, policy, reading)
     _start_job(settings, output, connection, credentials)
 
 
@@ -134,7 +139,7 @@ def retry(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, QUOTA, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, QUOTA, CREDENTIALS)
 def plan(
     input_csv: Annotated[
         Path,
@@ -151,6 +156,7 @@ def plan(
     ] = None,
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     quota: int,
@@ -163,7 +169,9 @@ def plan(
     """
     from bulk_attach.checks import PLAN_COMMAND, check_main
 
-    settings = _run_settings(input_csv, output.report, output, connection, pace, quota)
+    settings = _run_settings(
+        input_csv, output.report, output, connection, pace, quota, input_options=reading
+    )
     _start(
         output,
         lambda env: check_main(
@@ -174,7 +182,7 @@ def plan(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, CREDENTIALS)
 def verify(
     input_csv: Annotated[
         Path,
@@ -182,6 +190,7 @@ def verify(
     ],
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     credentials: CredentialOptions,
@@ -193,7 +202,9 @@ def verify(
     """
     from bulk_attach.checks import VERIFY_COMMAND, check_main
 
-    settings = _run_settings(input_csv, output.report, output, connection, pace)
+    settings = _run_settings(
+        input_csv, output.report, output, connection, pace, input_options=reading
+    )
     _start(
         output,
         lambda env: check_main(VERIFY_COMMAND, settings, connection.client, credentials, **env),
@@ -202,7 +213,7 @@ def verify(
 
 
 @app.command()
-@takes(OUTPUT, CONNECTION, PACE, POLICY, CREDENTIALS)
+@takes(OUTPUT, INPUT, CONNECTION, PACE, POLICY, CREDENTIALS)
 def detach(
     source: Annotated[
         Path,
@@ -225,6 +236,7 @@ def detach(
     ] = False,
     *,
     output: Output,
+    reading: InputOptions,
     connection: Connection,
     pace: Pace,
     policy: JobPolicy,
@@ -239,7 +251,9 @@ def detach(
     """
     from bulk_attach.rollback import detach_main
 
-    settings = _run_settings(source, output.report, output, connection, pace, policy=policy)
+    settings = _run_settings(
+        source, output.report, output, connection, pace, policy=policy, input_options=reading
+    )
     ask = _confirm if sys.stdin.isatty() and sys.stderr.isatty() else None
     _start(
         output,
@@ -294,6 +308,7 @@ def _run_settings(
     pace: Pace,
     quota: int = DEFAULT_VPC_QUOTA,
     policy: JobPolicy = _POLICY,
+    input_options: InputOptions = _INPUT,
 ) -> RunSettings:
     return RunSettings(
         input_path=input_path,
@@ -310,6 +325,10 @@ def _run_settings(
         quiet=output.quiet,
         fresh=policy.fresh,
         wait_lock=policy.wait_lock,
+        log_format=output.log_format,
+        progress_interval=output.progress_interval,
+        delimiter=input_options.delimiter,
+        encoding=input_options.encoding,
     )
 
 
@@ -321,12 +340,13 @@ def _start(
     """One call into a command's composition (given the environment), and its exit code."""
     from bulk_attach.engine.signals import run_command
 
-    setup_logging(output.verbose)
+    setup_logging(output.verbose, output.log_format)
     env = {
         "env": dict(os.environ),
         "region_option": connection.region,
         "emulator": connection.emulator,
         "world": connection.world,
+        "emulator_state": connection.emulator_state,
     }
     raise typer.Exit(run_command(command(env)))
 
@@ -359,7 +379,10 @@ def main() -> None:
     try:
         app()
     except BulkAttachError as error:
-        sys.stderr.write(f"bulk-attach: error: {error}\n")
+        if logs.is_json():  # --log-format json: the error is one more object on stderr
+            logs.record("error", str(error), level=logging.ERROR, exit_code=error.exit_code)
+        else:
+            sys.stderr.write(f"bulk-attach: error: {error}\n")
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("bulk-attach: interrupted\n")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bulk_attach import logs
 from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import (
     CredentialOptions,
@@ -36,7 +37,7 @@ from bulk_attach.engine.signals import Interrupted, SignalStop
 from bulk_attach.engine.sources import RowSource
 from bulk_attach.engine.worker import utc_now
 from bulk_attach.errors import ConfigError, ExitCode, InputError, ReportWriteError, UsageError
-from bulk_attach.files.csv_input import read_pairs
+from bulk_attach.files.csv_input import PairsReader, read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, run_report_for
 from bulk_attach.files.report import ReportWriter, StartedJournal, read_report, write_summary
@@ -55,20 +56,24 @@ from bulk_attach.files.resume import (
     compact_report,
     prepare_report,
 )
+from bulk_attach.logs import EventLog
 from bulk_attach.progress import LogProgress, TqdmProgress, render_summary
-from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.settings import ClientSettings, LogFormat, RunSettings
 
 __all__ = [
     "JobResult",
     "Link",
+    "announce",
     "connect",
     "guarded",
     "launch",
     "main",
     "print_result",
     "progress_for",
+    "read_input",
     "run_job",
     "say_to",
+    "show_summary",
 ]
 
 log = logging.getLogger("bulk_attach.job")
@@ -87,6 +92,16 @@ def exit_code_for(summary: Summary, reason: StopReason | None) -> int:
     if reason is not None:
         return reason.exit_code
     return ExitCode.OK if summary.unsuccessful == 0 else ExitCode.SOME_ROWS_FAILED
+
+
+def read_input(settings: RunSettings) -> PairsReader:
+    """The command's pairs CSV, read as the options say (``InputError`` if unusable)."""
+    return read_pairs(
+        settings.input_path,
+        settings.default_region,
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+    )
 
 
 def report_path_of(settings: RunSettings) -> Path:
@@ -161,7 +176,7 @@ async def _run_locked(
     action: Action,
 ) -> JobResult:
     if rows is None:
-        rows = read_pairs(settings.input_path, settings.default_region)  # InputError here
+        rows = read_input(settings)  # InputError here
     if previous is None:
         previous = Previous.SET_ASIDE if settings.fresh else Previous.RESUME
     opening = prepare_report(
@@ -318,6 +333,7 @@ async def main(
     emulator: bool,
     world: Path | None,
     retry: RetrySelection | None = None,
+    emulator_state: Path | None = None,
 ) -> int:
     """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary.
 
@@ -328,7 +344,7 @@ async def main(
     """
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
     if retry is not None:
         chosen = retry
         return await guarded(settings, lambda sig: _retry(settings, link, chosen, sig))
@@ -361,7 +377,7 @@ async def _run(settings: RunSettings, link: Link, sig: SignalStop) -> int:
     await sig.off_loop(lock.acquire, settings.wait_lock)
     with lock:
         # Validate the whole input before anything touches the network (InputError: exit 2).
-        rows = await sig.off_loop(read_pairs, settings.input_path, settings.default_region)
+        rows = await sig.off_loop(read_input, settings)
         result = await launch(settings, link, rows, lock=lock, signals=sig)
     print_result(settings, result)
     return result.exit_code
@@ -376,6 +392,7 @@ class Link:
     env: Mapping[str, str]
     emulator: bool
     world: Path | None
+    emulator_state: Path | None = None
 
 
 async def _retry(
@@ -460,7 +477,11 @@ def _nothing_to_retry(rows: PickedRows, base: Path, say: Callable[[str], None]) 
 
 def say_to(settings: RunSettings) -> Callable[[str], None]:
     def say(text: str) -> None:
-        if not settings.quiet:
+        if settings.quiet:
+            return
+        if settings.log_format is LogFormat.JSON:
+            logs.record("note", text)
+        else:
             sys.stderr.write(text + "\n")
 
     return say
@@ -481,6 +502,7 @@ async def launch(
     """Credentials (or the embedded emulator), progress, and the run itself."""
     async with AsyncExitStack() as stack:
         credentials, client_settings = await connect(stack, settings, link)
+        announce(command, settings, rows, client_settings.endpoint)
         listeners, close = progress_for(settings, rows.total)
         try:
             return await run_job(
@@ -512,7 +534,7 @@ async def connect(
     credentials: CredentialsProvider
     if link.emulator:
         credentials, client_settings = await _start_emulator(
-            stack, settings, link.client, link.world
+            stack, settings, link.client, link.world, link.emulator_state
         )
     else:
         credentials = await open_credentials(link.options, link.env)
@@ -545,8 +567,31 @@ def print_result(settings: RunSettings, result: JobResult, *, exit_code: int | N
     summary = dict(result.summary)
     if exit_code is not None:
         summary["exit_code"] = exit_code
-    sys.stderr.write(render_summary(summary) + "\n")
-    sys.stderr.write(f"report: {result.report_path}\nsummary: {result.summary_path}\n")
+    show_summary(settings, summary, render_summary, result.report_path, result.summary_path)
+
+
+def show_summary(
+    settings: RunSettings,
+    summary: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+    report: Path,
+    summary_path: Path,
+) -> None:
+    """The final summary: for a person (per-VPC lines capped), or one JSON ``summary`` event
+    holding all of it (every VPC)."""
+    if settings.log_format is LogFormat.JSON:
+        logs.record(
+            "summary",
+            f"{summary.get('total', 0)} rows; exit code {summary.get('exit_code')}",
+            **{
+                **summary,
+                "report": str(report),
+                "summary_file": str(summary_path),
+            },
+        )
+        return
+    sys.stderr.write(render(summary) + "\n")
+    sys.stderr.write(f"report: {report}\nsummary: {summary_path}\n")
 
 
 async def _start_emulator(
@@ -554,37 +599,99 @@ async def _start_emulator(
     settings: RunSettings,
     client_settings: ClientSettings,
     world: Path | None,
+    state: Path | None = None,
 ) -> tuple[Credentials, ClientSettings]:
     from bulk_attach.emulator.server import EmulatorSettings, running_emulator
-    from bulk_attach.emulator.world import WorldSpec, build_world
+    from bulk_attach.emulator.world import WorldSpec, build_world, save_state
 
     # The world as `bulk-attach emulator` builds it: from --world alone, else from the input,
-    # read by the run's own reader (a retry's input is the report it retries).
+    # read by the run's own reader (a retry's input is the report it retries). A state file
+    # left by an earlier command replaces --world; the input still adds what it lacks.
     spec = (
-        WorldSpec(world=world)
+        WorldSpec(world=world, state=state)
         if world is not None
-        else WorldSpec(pairs=settings.input_path, default_region=settings.default_region)
+        else WorldSpec(
+            pairs=settings.input_path,
+            default_region=settings.default_region,
+            encoding=settings.encoding,
+            delimiter=settings.delimiter,
+            state=state,
+        )
     )
+    resuming = spec.resumes_state
     model = build_world(spec)
     emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings()))
+    if state is not None:
+        say_to(settings)(
+            f"emulator state: {state} ({'as the last command left it' if resuming else 'new'}; "
+            "saved when this command ends)"
+        )
+
+        def save() -> None:  # on the way out, however the command ends
+            try:
+                save_state(emu.model, state)
+            except OSError as error:
+                log.warning("could not save the emulator state %s: %s", state, error)
+
+        stack.callback(save)
     credentials = Credentials(
         access_key_id=emu.access_key_id,
         access_key_secret=emu.access_key_secret,
         security_token=None,
         source="the embedded emulator",
     )
-    if not settings.quiet:
-        sys.stderr.write(f"emulator: {emu.endpoint} (in-process, nothing leaves this machine)\n")
+    say_to(settings)(f"emulator: {emu.endpoint} (in-process, nothing leaves this machine)")
     return credentials, replace(client_settings, endpoint=emu.endpoint)
 
 
 def progress_for(settings: RunSettings, total: int) -> tuple[list[Listener], Callable[[], None]]:
-    """The progress listeners for a command's rows (a bar on a terminal, lines elsewhere),
-    and the function that closes them."""
+    """The listeners for a command's rows: the event log (retries, settled rows, throttling,
+    stops), and progress (a bar on a terminal, periodic lines elsewhere and in JSON); and
+    the function that closes them."""
     if settings.quiet:
         return [], lambda: None
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and settings.log_format is LogFormat.TEXT:
         bar = TqdmProgress(total, sys.stderr)
-        return [bar], bar.close
-    lines = LogProgress(total, lambda text: print(text, file=sys.stderr, flush=True))
-    return [lines], lines.close
+        return [EventLog(stops=False), bar], bar.close
+    lines = LogProgress(
+        total,
+        lambda text: logs.record("progress", text),
+        interval=settings.progress_interval,
+        figures=lambda text, figures: logs.record("progress", text, **figures),
+    )
+    return [EventLog(), lines], lines.close
+
+
+def announce(command: str, settings: RunSettings, rows: RowSource, endpoint: str | None) -> None:
+    """The start event: what runs, on what, with the options that matter (never a secret:
+    settings hold none, and an endpoint's user and password are left out)."""
+    if settings.quiet:
+        return
+    dialect = getattr(rows, "dialect", None)
+    fields: dict[str, Any] = {
+        "command": command,
+        "input": str(settings.input_path),
+        "report": str(settings.report_path) if settings.report_path else None,
+        "rows": rows.total,
+        "input_format": dialect,
+        "endpoint": _without_userinfo(endpoint),
+        "region": settings.default_region,
+        "concurrency": settings.concurrency,
+        "rate": settings.rate,
+        "vpc_quota": settings.vpc_quota,
+        "max_attempts": settings.attempts.max_attempts,
+        "max_failure_rate": settings.max_failure_rate,
+        "fresh": settings.fresh,
+    }
+    text = f"{command}: {rows.total} rows of {settings.input_path}" + (
+        f" ({dialect})" if dialect else ""
+    )
+    logs.record("start", text, level=logging.INFO, **fields)
+
+
+def _without_userinfo(endpoint: str | None) -> str | None:
+    if not endpoint:
+        return endpoint
+    scheme, sep, rest = endpoint.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"

@@ -29,9 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import logging
 import math
-import sys
 import types
 import typing
 from collections import Counter
@@ -42,6 +40,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import typer
 
+from bulk_attach import logs
 from bulk_attach.api.credentials import CredentialOptions
 from bulk_attach.errors import UsageError
 from bulk_attach.settings import (
@@ -50,12 +49,14 @@ from bulk_attach.settings import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MIN_SETTLED,
+    DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_RATE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_VPC_QUOTA,
     DEFAULT_WAIT_LOCK,
     AttemptSettings,
     ClientSettings,
+    LogFormat,
     ReportFormat,
     SignatureVersion,
 )
@@ -65,6 +66,8 @@ __all__ = [
     "CONNECTION_PANEL",
     "CREDENTIALS",
     "CREDENTIALS_PANEL",
+    "INPUT",
+    "INPUT_PANEL",
     "OUTPUT",
     "OUTPUT_PANEL",
     "PACE",
@@ -72,6 +75,7 @@ __all__ = [
     "QUOTA",
     "RUN_PANEL",
     "Connection",
+    "InputOptions",
     "JobPolicy",
     "OptionGroup",
     "Output",
@@ -194,14 +198,8 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # Third-party debug chatter is not ours to show.
-    for name in ("asyncio", "aiohttp"):
-        logging.getLogger(name).setLevel(max(level, logging.INFO))
+def setup_logging(verbose: int, log_format: LogFormat = LogFormat.TEXT) -> None:
+    logs.setup_logging(verbose, log_format)
 
 
 # The most a timeout or a wait may be: larger values overflow the event loop's timers.
@@ -234,6 +232,8 @@ class Output:
     report_format: ReportFormat = ReportFormat.CSV
     quiet: bool = False
     verbose: int = 0
+    log_format: LogFormat = LogFormat.TEXT
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
 
 
 def _output(
@@ -258,11 +258,96 @@ def _output(
         ),
     ] = False,
     verbose: VerboseOpt = 0,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="stderr as timestamped text lines, or one JSON object per line (for log "
+            "shippers).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = LogFormat.TEXT,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            "--progress-interval",
+            metavar="SECONDS",
+            min=0.1,
+            max=MAX_SECONDS,
+            callback=finite,
+            help="Seconds between progress lines when stderr is not a terminal.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = DEFAULT_PROGRESS_INTERVAL,
 ) -> Output:
-    return Output(report=report, report_format=report_format, quiet=quiet, verbose=verbose)
+    return Output(
+        report=report,
+        report_format=report_format,
+        quiet=quiet,
+        verbose=verbose,
+        log_format=log_format,
+        progress_interval=progress_interval,
+    )
 
 
 OUTPUT = OptionGroup("output", _output)
+
+# --- input: how a pairs CSV is read ------------------------------------------------------
+
+INPUT_PANEL = "Input"
+
+_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|", "\\t": "\t"}
+
+
+@dataclass(frozen=True, slots=True)
+class InputOptions:
+    """How a pairs CSV is read: None means found out from the file (see ``files/csv_input``)."""
+
+    delimiter: str | None = None
+    encoding: str | None = None
+
+
+def _input(
+    *,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            metavar="CHAR",
+            help="Field separator: a character, or comma, semicolon, tab, pipe \\[default: "
+            "an Excel sep= first line's, else the one that splits the header].",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="Encoding of a file without a byte-order mark, e.g. gbk, cp1252, utf-16-le "
+            "\\[default: utf-8; a file with a mark is read as its mark says].",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+) -> InputOptions:
+    if delimiter is not None:
+        delimiter = _DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1 or delimiter in '"\r\n' or delimiter.isalnum():
+            raise UsageError(
+                f"--delimiter {delimiter!r}: one character (not a letter, digit, quote or line "
+                "break), or comma, semicolon, tab, pipe"
+            )
+    if encoding is not None:
+        try:
+            "".encode(encoding)  # LookupError for unknown names and bytes-to-bytes codecs
+        except LookupError:
+            raise UsageError(
+                f"--encoding {encoding!r}: not a text encoding Python knows "
+                "(e.g. utf-8, gbk, cp1252, utf-16-le)"
+            ) from None
+    return InputOptions(delimiter=delimiter, encoding=encoding)
+
+
+INPUT = OptionGroup("reading", _input)
 
 # --- connection --------------------------------------------------------------------------
 
@@ -275,6 +360,7 @@ class Connection:
     region: str | None = None  # the --region option (the job resolves env and profile)
     emulator: bool = False
     world: Path | None = None  # with emulator: its world JSON (else derived from the input)
+    emulator_state: Path | None = None  # with emulator: the world kept across commands
 
 
 def _connection(
@@ -350,9 +436,22 @@ def _connection(
             rich_help_panel=CONNECTION_PANEL,
         ),
     ] = None,
+    emulator_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--emulator-state",
+            metavar="FILE",
+            help="With --emulator: keep the emulated world in FILE across commands (loaded "
+            "if it exists, saved when the command ends), so a resume or a retry sees what "
+            "the last run did.",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = None,
 ) -> Connection:
     if world is not None and not emulator:
         raise UsageError("--world is only meaningful with --emulator")
+    if emulator_state is not None and not emulator:
+        raise UsageError("--emulator-state is only meaningful with --emulator")
     if emulator and endpoint is not None:
         raise UsageError("--emulator and --endpoint cannot be used together")
     client = ClientSettings(
@@ -362,7 +461,13 @@ def _connection(
         signature=signature,
         allow_insecure_http=insecure_http,
     )
-    return Connection(client=client, region=region, emulator=emulator, world=world)
+    return Connection(
+        client=client,
+        region=region,
+        emulator=emulator,
+        world=world,
+        emulator_state=emulator_state,
+    )
 
 
 CONNECTION = OptionGroup("connection", _connection)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from bulk_attach.core.outcomes import Status
 from bulk_attach.engine.events import Event, RowRetrying, RowSettled, RunStopping, Throttled
 
-__all__ = ["LogProgress", "TqdmProgress"]
+__all__ = ["LogProgress", "TqdmProgress", "render_read_summary", "render_summary", "worst_vpcs"]
 
 log = logging.getLogger("bulk_attach.progress")
 
@@ -70,7 +70,11 @@ class TqdmProgress:
 
 
 class LogProgress:
-    """Plain periodic lines, no carriage returns: for cron, CI and log files."""
+    """Plain periodic lines, no carriage returns: for cron, CI and log files.
+
+    ``write`` takes each line, and ``figures`` (when given) the same as fields, for a JSON
+    log; stops and throttling are the event log's to tell (``logs.EventLog``).
+    """
 
     def __init__(
         self,
@@ -79,23 +83,37 @@ class LogProgress:
         *,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        figures: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._counts = _Counts()
         self._total = total
         self._write = write
+        self._figures = figures
         self._interval = interval
         self._clock = clock
         self._next = clock() + interval
 
     def __call__(self, event: Event) -> None:
         self._counts.update(event)
-        if isinstance(event, RunStopping):
-            self._write(f"stopping: {event.reason}")
-        elif isinstance(event, Throttled):
-            log.info("throttled in %s: slowing to %.1f requests/s", event.region, event.rate)
         if self._clock() >= self._next:
             self._next = self._clock() + self._interval
+            self._report()
+
+    def _report(self) -> None:
+        if self._figures is None:
             self._write(self.line())
+        else:
+            self._figures(self.line(), self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The progress line's figures: settled, total, rows per second, counts by status."""
+        elapsed = max(self._clock() - self._counts.started_at, 1e-9)
+        return {
+            "settled": self._counts.settled,
+            "total": self._total,
+            "rows_per_second": round(self._counts.settled / elapsed, 2),
+            **self._counts.fields(),
+        }
 
     def line(self) -> str:
         elapsed = max(self._clock() - self._counts.started_at, 1e-9)
@@ -107,10 +125,32 @@ class LogProgress:
 
     def close(self) -> None:
         if self._counts.settled:  # a run that failed before its first row says so elsewhere
-            self._write(self.line())
+            self._report()
 
 
-def render_summary(summary: dict[str, Any]) -> str:
+# The terminal summary's per-VPC lines (the JSON summary and summary file keep them all).
+MAX_VPC_LINES = 20
+# Statuses that make a VPC worth a look (rows that did not go as asked).
+_BAD = frozenset(
+    {"failed", "skipped", "invalid", "linked_elsewhere", "would_fail", "would_skip", "undetermined"}
+)
+
+
+def worst_vpcs(vpcs: dict[str, dict[str, int]], limit: int) -> tuple[list[str], int]:
+    """The ``limit`` VPCs with the most rows that did not succeed (then the least headroom),
+    and how many more there are."""
+
+    def badness(vpc: str) -> tuple[int, int, str]:
+        figures = vpcs[vpc]
+        bad = sum(n for name, n in figures.items() if name in _BAD)
+        return (-bad, figures.get("headroom", 1 << 62), vpc)
+
+    if len(vpcs) <= limit:
+        return list(vpcs), 0
+    return sorted(vpcs, key=badness)[:limit], len(vpcs) - limit
+
+
+def render_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINES) -> str:
     """The end-of-run summary for a person: statuses, error codes, VPC headroom, speed."""
     kept = summary.get("kept_from_earlier_runs", 0)
     ran = summary.get("this_run", {}).get("rows", summary["total"])
@@ -132,8 +172,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  errors: {codes}")
     vpcs = summary.get("by_vpc") or {}
     if vpcs:
-        lines.append("  per VPC:")
-        for vpc, figures in vpcs.items():
+        shown, more = worst_vpcs(vpcs, max_vpcs)
+        lines.append("  per VPC:" + (f" (the {len(shown)} worst of {len(vpcs)})" if more else ""))
+        for vpc in shown:
+            figures = vpcs[vpc]
             counts = ", ".join(
                 f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
             )
@@ -142,6 +184,8 @@ def render_summary(summary: dict[str, Any]) -> str:
                 linked, headroom = figures.get("linked", 0), figures.get("headroom", 0)
                 quota = f" [links {linked}/{figures['quota']}, headroom {headroom}]"
             lines.append(f"    {vpc}: {counts}{quota}")
+        if more:
+            lines.append(f"    and {more} more (all of them in the summary file)")
     if summary.get("stopped"):
         detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
         lines.append(f"  stopped early: {summary['stopped']}{detail}")
@@ -152,7 +196,7 @@ def render_summary(summary: dict[str, Any]) -> str:
 _QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight", "linked_after"})
 
 
-def render_read_summary(summary: dict[str, Any]) -> str:
+def render_read_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINES) -> str:
     """The end-of-job summary of ``plan`` or ``verify`` for a person: counts by outcome,
     per VPC (with the headroom a plan leaves), and the calls made."""
     command = summary.get("command", "plan")
@@ -164,8 +208,10 @@ def render_read_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  codes: {codes}")
     vpcs = summary.get("by_vpc") or {}
     if vpcs:
-        lines.append("  per VPC:")
-        for vpc, figures in vpcs.items():
+        shown, more = worst_vpcs(vpcs, max_vpcs)
+        lines.append("  per VPC:" + (f" (the {len(shown)} worst of {len(vpcs)})" if more else ""))
+        for vpc in shown:
+            figures = vpcs[vpc]
             counts = ", ".join(
                 f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
             )
@@ -176,6 +222,8 @@ def render_read_summary(summary: dict[str, Any]) -> str:
                     f"of {figures['quota']}; headroom {figures['headroom']}]"
                 )
             lines.append(f"    {vpc}: {counts}{room}")
+        if more:
+            lines.append(f"    and {more} more (all of them in the summary file)")
     calls = summary.get("calls") or {}
     if calls:
         kinds = ", ".join(f"{action} {n}" for action, n in calls.get("by_action", {}).items())

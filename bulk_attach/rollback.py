@@ -25,12 +25,11 @@ from bulk_attach.engine.actions import DETACH
 from bulk_attach.engine.signals import SignalStop
 from bulk_attach.engine.sources import RowSource
 from bulk_attach.errors import ExitCode, UsageError
-from bulk_attach.files.csv_input import read_pairs
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
 from bulk_attach.files.report import is_report
 from bulk_attach.files.rerun import pick_rows
-from bulk_attach.job import Link, guarded, launch, print_result, say_to
+from bulk_attach.job import Link, guarded, launch, print_result, read_input, say_to
 from bulk_attach.settings import ClientSettings, RunSettings
 
 __all__ = ["DETACH_COMMAND", "Ask", "describe_targets", "detach_main"]
@@ -60,6 +59,7 @@ async def detach_main(
     region_option: str | None,
     emulator: bool,
     world: Path | None,
+    emulator_state: Path | None = None,
     selection: DetachSelection,
     yes: bool,
     ask: Ask | None,
@@ -67,7 +67,7 @@ async def detach_main(
     """The ``detach`` command: choose the rows, confirm, run the DETACH action."""
     region = resolve_region(region_option, env, options)
     settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world)
+    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
     async def body(sig: SignalStop) -> int:
         return await _detach(settings, link, selection, yes=yes, ask=ask, sig=sig)
@@ -98,7 +98,7 @@ async def _detach(
             rows = await sig.off_loop(pick_rows, source, selection)
             what = f"{selection.describe()} in {source}"
         else:
-            rows = await sig.off_loop(read_pairs, source, settings.default_region)
+            rows = await sig.off_loop(read_input, settings)
             what = f"every row of {source}"
         targets = describe_targets(rows)
         if rows.total == 0:

@@ -35,6 +35,16 @@ class SignatureVersion(StrEnum):
     V3 = "v3"
 
 
+class LogFormat(StrEnum):
+    """What stderr carries: timestamped text lines, or one JSON object per line."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+DEFAULT_PROGRESS_INTERVAL = 10.0  # seconds between plain progress lines (no terminal)
+
+
 class ReportFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
@@ -91,3 +101,9 @@ class RunSettings(EngineSettings):
     quiet: bool = False
     fresh: bool = False
     wait_lock: float = DEFAULT_WAIT_LOCK
+    # How the pairs CSV is read; None: from the file (a byte-order mark, a sep= line, the
+    # header), else UTF-8 (see ``files/csv_input.py``).
+    delimiter: str | None = None
+    encoding: str | None = None
+    log_format: LogFormat = LogFormat.TEXT
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL

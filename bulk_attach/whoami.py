@@ -34,6 +34,7 @@ async def whoami_main(
     region_option: str | None,
     emulator: bool,
     world: Path | None,
+    emulator_state: Path | None = None,
 ) -> int:
     def say(text: str) -> None:
         if not quiet:

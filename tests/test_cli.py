@@ -290,7 +290,8 @@ async def test_run_with_the_embedded_emulator(run_cli: RunCli, write_pairs: Writ
     assert len(list(read_report(report))) == 40
     # Not a terminal: plain progress lines, no carriage returns, then the summary.
     assert "\r" not in result.stderr
-    assert re.search(r"^progress: 40/40 rows settled", result.stderr, re.MULTILINE)
+    # Timestamped (ISO-8601 UTC), for log files.
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z progress: 40/40 rows settled", result.stderr, re.M)
     assert f"report: {report}" in result.stderr
     assert "attached 40" in result.stderr
     assert result.stdout == ""

@@ -135,7 +135,7 @@ def test_a_group_option_must_be_keyword_only_with_a_default() -> None:
 
 # --- the option tables users rely on -----------------------------------------------------
 
-OUT, CONN, RUN, CRED = "Output", "Connection", "Run", "Credentials"
+OUT, INPUT, CONN, RUN, CRED = "Output", "Input", "Connection", "Run", "Credentials"
 EMU, FAULTS = "Emulator", "Flow control and faults"
 
 JOB_OPTIONS = {
@@ -143,6 +143,8 @@ JOB_OPTIONS = {
     "--format": (OUT, "csv"),
     "--quiet": (OUT, False),
     "--verbose": (OUT, 0),
+    "--log-format": (OUT, "text"),
+    "--progress-interval": (OUT, 10.0),
     "--region": (CONN, None),
     "--endpoint": (CONN, None),
     "--insecure-http": (CONN, False),
@@ -151,6 +153,7 @@ JOB_OPTIONS = {
     "--signature": (CONN, "v3"),
     "--emulator": (CONN, False),
     "--world": (CONN, None),
+    "--emulator-state": (CONN, None),
     "--concurrency": (RUN, 16),
     "--rate": (RUN, 20.0),
     "--vpc-quota": (RUN, 1000),
@@ -178,6 +181,7 @@ EMULATOR_OPTIONS = {
     "--access-key-id": (EMU, None),
     "--access-key-secret": (EMU, None),
     "--world": (EMU, None),
+    "--state": (EMU, None),
     "--world-from": (EMU, None),
     "--region": (EMU, None),
     "--variant": (EMU, "2018"),
@@ -198,6 +202,14 @@ EMULATOR_OPTIONS = {
 }
 
 
+def with_input(options: dict[str, tuple[str, object]]) -> dict[str, tuple[str, object]]:
+    """The options of a command that reads a pairs CSV: the Input panel after Output."""
+    items = list(options.items())
+    at = max(i for i, (_, (panel, _)) in enumerate(items) if panel == OUT) + 1
+    added = [("--delimiter", (INPUT, None)), ("--encoding", (INPUT, None))]
+    return dict(items[:at] + added + items[at:])
+
+
 def option_table(name: str) -> dict[str, tuple[str, object]]:
     table: dict[str, tuple[str, object]] = {}
     for param in subcommand(app, name).params:
@@ -210,7 +222,7 @@ def option_table(name: str) -> dict[str, tuple[str, object]]:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("run", JOB_OPTIONS),
+        ("run", with_input(JOB_OPTIONS)),
         (
             "retry",
             {"--all-failed": (RUN, False), "--only": (RUN, None), **JOB_OPTIONS},

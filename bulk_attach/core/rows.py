@@ -175,6 +175,11 @@ class Columns:
         found: dict[str, int] = {}
         extras: list[tuple[int, str]] = []
         seen_extra: set[str] = set()
+        # Spreadsheets save empty trailing columns as trailing delimiters: not columns.
+        width = len(header)
+        while width > 1 and not header[width - 1].strip():
+            width -= 1
+        header = header[:width]
         for index, raw in enumerate(header):
             norm = normalize_column(raw)
             if norm not in _REQUIRED and (data := id_like(raw)) is not None:
@@ -200,8 +205,6 @@ class Columns:
             else:
                 name = raw.strip().lstrip("\ufeff")
                 if not name:
-                    if index == len(header) - 1 and index > 0:
-                        continue  # a trailing delimiter on the header line
                     raise HeaderError(f"column {index + 1} has no name", index + 1)
                 if name in seen_extra:
                     raise HeaderError(f"column {name!r} appears twice", index + 1)
@@ -224,7 +227,7 @@ class Columns:
             region=found.get("regionid"),
             instance=found["instanceid"],
             vpc=found["vpcid"],
-            width=len(header),
+            width=width,
             extras=tuple(extras),
         )
 
@@ -270,6 +273,11 @@ def spanning_problem(
     return None
 
 
+def _blank_after(fields: Sequence[str], width: int) -> bool:
+    """More fields than columns, all of them empty: Excel's trailing delimiters."""
+    return len(fields) > width and not any(value.strip() for value in fields[width:])
+
+
 def _field(fields: Sequence[str], index: int) -> str | None:
     return fields[index].strip() if index < len(fields) else None
 
@@ -287,7 +295,7 @@ def parse_record(
 ) -> Row | Problem:
     """Check one record: IDs well formed, nothing missing. ``line`` is where it starts."""
     # The fast path: a well-formed record costs three regex matches and one Row.
-    if len(fields) == columns.width:
+    if len(fields) == columns.width or _blank_after(fields, columns.width):
         instance = fields[columns.instance].strip()
         vpc = fields[columns.vpc].strip()
         region = fields[columns.region].strip() if columns.region is not None else ""
@@ -372,7 +380,7 @@ def _examine(
     vpc = _field(fields, columns.vpc) or ""
     _check_id(problems, vpc, columns.vpc + 1, "VpcId", noun="a VPC ID", example="vpc-...")
 
-    if len(fields) > columns.width:
+    if len(fields) > columns.width and not _blank_after(fields, columns.width):
         problems.append(
             (
                 columns.width + 1,

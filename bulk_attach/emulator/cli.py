@@ -9,6 +9,7 @@ The emulator's modules are imported when the command runs, so ``--help`` stays f
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from bulk_attach.emulator.server import EmulatorSettings, RunningEmulator
     from bulk_attach.emulator.world import WorldSpec
 
-__all__ = ["SERVING", "WORLD", "emulator"]
+__all__ = ["SERVING", "WORLD", "banner", "emulator"]
 
 EMULATOR_PANEL = "Emulator"
 FAULTS_PANEL = "Flow control and faults (deterministic under --seed)"
@@ -137,6 +138,16 @@ def _world(
         Path | None,
         typer.Option("--world", help="World JSON file.", rich_help_panel=EMULATOR_PANEL),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="FILE",
+            help="Keep the world in FILE: loaded if it exists (instead of --world), saved "
+            "when the emulator stops. The same file as run's --emulator-state.",
+            rich_help_panel=EMULATOR_PANEL,
+        ),
+    ] = None,
     world_from: Annotated[
         Path | None,
         typer.Option(
@@ -176,7 +187,12 @@ def _world(
     if variant not in VARIANTS:
         raise UsageError(f"--variant must be '2018' or 'current', not {variant!r}")
     return WorldSpec(
-        world=world, pairs=world_from, default_region=region, variant=variant, quota=vpc_quota
+        world=world,
+        pairs=world_from,
+        default_region=region,
+        variant=variant,
+        quota=vpc_quota,
+        state=state,
     )
 
 
@@ -188,25 +204,80 @@ WORLD = OptionGroup("world_spec", _world)
 def emulator(*, serving: EmulatorSettings, world_spec: WorldSpec, verbose: VerboseOpt = 0) -> None:
     """Serve a local ECS (and VPC) API emulator until Ctrl-C."""
     from bulk_attach.emulator.server import serve
-    from bulk_attach.emulator.world import build_world
+    from bulk_attach.emulator.world import build_world, save_state
 
     setup_logging(verbose)
     model = build_world(world_spec)
+    started: list[RunningEmulator] = []
+
+    def ready(running: RunningEmulator) -> None:
+        started.append(running)
+        for line in banner(running, serving, world_spec.state):
+            typer.echo(line)
+
     # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        asyncio.run(serve(model, serving, on_ready=_announce))
+        asyncio.run(serve(model, serving, on_ready=ready))
     except KeyboardInterrupt:
+        if world_spec.state is not None and started:
+            # The current model: a reset or a world load through the control endpoint
+            # replaces it.
+            save_state(started[0].model, world_spec.state)
+            typer.echo(f"emulator state saved to {world_spec.state}")
         typer.echo("emulator stopped")
 
 
-def _announce(running: RunningEmulator) -> None:
+def banner(
+    running: RunningEmulator, settings: EmulatorSettings, state: Path | None = None
+) -> list[str]:
+    """What to tell whoever started the emulator: only what is true of this one.
+
+    The control endpoint exists only on loopback (unless enabled), and the client refuses
+    plain http to any other address unless told ``--insecure-http``: the suggested commands
+    are ones it accepts.
+    """
+    from bulk_attach.emulator.server import is_loopback
+
+    port = running.port
     # The emulator's own credentials are printed on purpose: they exist only here.
-    typer.echo(f"ECS emulator listening on {running.endpoint}  (Ctrl-C to stop)")
-    typer.echo(f"  state:   {running.endpoint}/_emulator/state")
-    typer.echo(f"  export ALIBABA_CLOUD_ACCESS_KEY_ID={running.access_key_id}")
-    typer.echo(f"  export ALIBABA_CLOUD_ACCESS_KEY_SECRET={running.access_key_secret}")
-    typer.echo(f"  bulk-attach run PAIRS.csv --endpoint {running.endpoint}")
+    lines = [f"ECS emulator listening on {running.endpoint}  (Ctrl-C to stop)"]
+    wildcard = _unspecified(running.host)
+    if is_loopback(running.host):
+        local = running.endpoint
+    elif wildcard:
+        local = f"http://127.0.0.1:{port}" if running.host != "::" else f"http://[::1]:{port}"
+    else:
+        local = None
+    if settings.control_enabled:
+        lines.append(f"  state:   {local or running.endpoint}/_emulator/state")
+    else:
+        lines.append("  control endpoint (/_emulator/...): off, as it is away from loopback")
+    if state is not None:
+        lines.append(f"  world kept in {state} (saved when the emulator stops)")
+    lines.append(f"  export ALIBABA_CLOUD_ACCESS_KEY_ID={running.access_key_id}")
+    lines.append(f"  export ALIBABA_CLOUD_ACCESS_KEY_SECRET={running.access_key_secret}")
+    if local is not None:
+        lines.append(f"  bulk-attach run PAIRS.csv --endpoint {local}")
+    if not is_loopback(running.host):
+        where = (
+            "THIS-HOST"
+            if wildcard
+            else (f"[{running.host}]" if ":" in running.host else running.host)
+        )
+        lines.append(
+            f"  from another machine: bulk-attach run PAIRS.csv --endpoint "
+            f"http://{where}:{port} --insecure-http  (plain http: anyone on the way reads it)"
+        )
+    return lines
+
+
+def _unspecified(host: str) -> bool:
+    """0.0.0.0 or ::, every address of this machine (loopback included)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return not host
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -67,6 +67,12 @@ CONTROL_PREFIX: Final = "/_emulator"
 DROPPED: Final = "Dropped"  # the "code" counted for an answer that never went out
 # Seconds a shutdown waits for handlers still running (a hang fault sleeps much longer).
 SHUTDOWN_TIMEOUT: Final = 1.0
+# Seconds a request may take to arrive whole (headers from the connection's start or the last
+# answer, then its body): a client sending a byte a minute (slowloris) is cut off, not kept
+# for aiohttp's hour-long default. Above the SDKs' and our client's idle keep-alive (15 s),
+# so a connection a client is about to reuse is not closed under it.
+DEFAULT_REQUEST_TIMEOUT: Final = 30.0
+INCOMPLETE: Final = "(incomplete request)"  # counted under this "action", code DROPPED
 _BEFORE: Final = frozenset({Fault.INTERNAL_ERROR, Fault.UNAVAILABLE, Fault.DROP, Fault.HANG})
 _AFTER: Final = frozenset({Fault.COMMIT_THEN_ERROR, Fault.COMMIT_THEN_DROP})
 
@@ -89,6 +95,7 @@ class EmulatorSettings:
     max_clock_skew: float = DEFAULT_MAX_SKEW
     # The control endpoint: None = only when bound to a loopback address.
     control: bool | None = None
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     # Wall clock for timestamps, nonces and flow control; tests pass a fake one.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     # STS, the ECS metadata service and a credentials URI (emulator/sts.py).
@@ -131,10 +138,12 @@ class Emulator:
         "injector",
         "limiter",
         "model",
+        "request_timeout",
     )
 
     def __init__(self, model: EcsModel, settings: EmulatorSettings, keyring: Keyring) -> None:
         self.model = model
+        self.request_timeout = settings.request_timeout
         self.authenticator = Authenticator(
             keyring, settings.clock, max_skew=settings.max_clock_skew
         )
@@ -193,7 +202,11 @@ class Emulator:
     async def handle_api(self, request: web.Request) -> web.StreamResponse:
         draw = self.injector.draw()  # before any await: the draw sequence follows arrival
         request_id = new_request_id()
-        parsed = await parse_request(request)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                parsed = await parse_request(request)  # reads the body
+        except TimeoutError:
+            return self._drop(request, INCOMPLETE)
         fmt = response_format(parsed)
         product = product_for(parsed)
         region = parsed.params.get("RegionId", "")
@@ -403,7 +416,13 @@ async def running_emulator(
     """Serve on ``settings.host``/``port`` (port 0: any free port) for the block's duration."""
     keyring = keyring_for(settings)
     app = create_app(model, settings, keyring=keyring)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    # keepalive_timeout also bounds a connection whose request headers never complete.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=settings.request_timeout,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -50,6 +50,7 @@ out).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ __all__ = [
     "build_world",
     "dump_world",
     "load_world",
+    "save_state",
     "save_world",
     "world_from_dict",
     "world_from_pairs",
@@ -328,6 +330,8 @@ def world_from_pairs(
     owner: str = DEFAULT_ACCOUNT,
     variant: str = "2018",
     default_quota: int = DEFAULT_QUOTA,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> EcsModel:
     """Fill ``model`` (or a new one) so that every pair a run of the CSV sends can be attached.
 
@@ -338,7 +342,7 @@ def world_from_pairs(
     Existing entries are left as they are. ``variant`` and ``default_quota`` apply only to a
     new model.
     """
-    rows = read_pairs(csv_path, default_region)
+    rows = read_pairs(csv_path, default_region, encoding=encoding, delimiter=delimiter)
     if model is None:
         model = EcsModel(variant=variant, default_quota=default_quota)
     for row in rows:
@@ -364,13 +368,23 @@ class WorldSpec:
     default_region: str | None = None  # for CSV rows without a region
     variant: str = "2018"
     quota: int | None = None  # links per VPC; None: the file's "quota", else DEFAULT_QUOTA
+    encoding: str | None = None  # how the CSV is read (as the run reads it)
+    delimiter: str | None = None
+    # A state file: once it exists, the world it holds replaces ``world`` (the world as the
+    # last run left it); the CSV still fills its gaps. Saved by whoever runs the emulator.
+    state: Path | None = None
+
+    @property
+    def resumes_state(self) -> bool:
+        return self.state is not None and self.state.exists()
 
 
 def build_world(spec: WorldSpec) -> EcsModel:
     """The model ``spec`` describes; ``InputError`` (naming the file) for a bad file."""
     model: EcsModel | None = None
-    if spec.world is not None:
-        model = load_world(spec.world, variant=spec.variant, default_quota=spec.quota)
+    base = spec.state if spec.resumes_state else spec.world
+    if base is not None:
+        model = load_world(base, variant=spec.variant, default_quota=spec.quota)
     quota = DEFAULT_QUOTA if spec.quota is None else spec.quota
     if spec.pairs is not None:
         model = world_from_pairs(
@@ -379,6 +393,8 @@ def build_world(spec: WorldSpec) -> EcsModel:
             default_region=spec.default_region,
             variant=spec.variant,
             default_quota=quota,
+            encoding=spec.encoding,
+            delimiter=spec.delimiter,
         )
     if model is None:
         model = EcsModel(variant=spec.variant, default_quota=quota)
@@ -429,6 +445,20 @@ def dump_world(model: EcsModel) -> dict[str, Any]:
         "vpcs": [_dump_vpc(vpc) for vpc in sorted(model.vpcs.values(), key=lambda v: v.vpc_id)],
         "links": [{"InstanceId": i, "VpcId": v} for i, v in sorted(model.links.items())],
     }
+
+
+def save_state(model: EcsModel, path: str | Path) -> None:
+    """Save the world for the next run, atomically: a run stopped mid-write (or two saving
+    at once) leaves the old state or the new one whole, never half of either."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        save_world(model, temporary)
+        with temporary.open("rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, target)  # OSError: the caller says so; the old state stays
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def save_world(model: EcsModel, path: str | Path) -> None:

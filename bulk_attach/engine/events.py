@@ -33,6 +33,12 @@ class RowRetrying:
     code: str
     delay: float
     attempt: int
+    # The row and the answer, for logs (empty when the emitter does not know them).
+    region_id: str = ""
+    instance_id: str = ""
+    vpc_id: str = ""
+    http_status: int | None = None
+    reason: str = ""  # the error's message
 
 
 @dataclass(frozen=True, slots=True)

@@ -308,7 +308,19 @@ class Worker:
     def _note_retry(self, row: Row, error: EcsError, delay: float, attempt: int) -> None:
         if error.error_class is ErrorClass.THROTTLED:
             self._slow_down(row.region_id)
-        self._emit(RowRetrying(line=row.line, code=error.code, delay=delay, attempt=attempt))
+        self._emit(
+            RowRetrying(
+                line=row.line,
+                code=error.code,
+                delay=delay,
+                attempt=attempt,
+                region_id=row.region_id,
+                instance_id=row.instance_id,
+                vpc_id=row.vpc_id,
+                http_status=error.http_status,
+                reason=error.message,
+            )
+        )
 
     def _slow_down(self, region: str) -> None:
         rate = self._gate.on_throttle(region)

@@ -29,7 +29,9 @@ import csv
 import hashlib
 import io
 import itertools
+import logging
 import os
+import re
 import sys
 import weakref
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ from bulk_attach.core.rows import (
     InputCode,
     Problem,
     Row,
+    normalize_column,
     parse_record,
     spanning_problem,
 )
@@ -51,12 +54,91 @@ from bulk_attach.errors import InputError
 from bulk_attach.files.report import COLUMNS as REPORT_COLUMNS
 from bulk_attach.files.report import REPORT_COLUMN_KEYS
 
-__all__ = ["InputFingerprint", "PairsReader", "fingerprint", "read_pairs"]
+__all__ = ["DELIMITERS", "InputFingerprint", "PairsReader", "fingerprint", "read_pairs"]
+
+log = logging.getLogger("bulk_attach.input")
 
 _CHUNK = 1 << 20
 _END = "\x00"
 # Instance -> code: (first line << _SHIFT) | target index; negative (~code) when conflicting.
 _SHIFT = 32
+
+
+# Excel's first line naming the separator ("sep=;"), quoted by some writers.
+_SEP_LINE = re.compile(r'"?sep=([^"\r\n])"?')
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Tried in this order; the first that splits the header into the most known columns wins.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_KNOWN = {"regionid", "instanceid", "vpcid"}
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its mark begins the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _encoding_of(start: bytes, option: str | None) -> tuple[str, str]:
+    """The codec to read a file with, and why: its byte-order mark, else ``--encoding``,
+    else UTF-8 (a mark says what the bytes are; an option cannot make them something else)."""
+    for mark, codec in _BOMS:
+        if start.startswith(mark):
+            return codec, "byte-order mark"
+    if option is not None:
+        return option, "--encoding"
+    return "utf-8-sig", "default"
+
+
+def _blank(line: str) -> bool:
+    return not line.strip(" \t\r\n,;|")
+
+
+def _delimiter_of(header: str) -> tuple[str, str]:
+    """The delimiter that splits ``header`` into the most required column names."""
+    best, found = ",", 0
+    for delimiter in DELIMITERS:
+        try:
+            cells = next(csv.reader([header], delimiter=delimiter, strict=False), [])
+        except csv.Error:
+            continue
+        known = len({normalize_column(cell) for cell in cells} & _KNOWN)
+        if known > found:
+            best, found = delimiter, known
+    return best, "the header" if found else "default"
+
+
+def _no_nul(lines: Iterator[str]) -> Iterator[str]:
+    """Lines of a UTF-16 or UTF-32 file, refusing a NUL character (not text)."""
+    for line in lines:
+        if "\x00" in line:
+            raise _BadBytes
+        yield line
+
+
+def _name(encoding: str) -> str:
+    name = codecs.lookup(encoding).name
+    names = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
+    return names.get(name, name)
+
+
+def _encoding_hint(encoding: str) -> str:
+    if codecs.lookup(encoding).name == "utf-8":
+        return (
+            "pass the file's encoding with --encoding (Excel's plain CSV is in the system's "
+            "code page: e.g. --encoding gbk on Chinese Windows, cp1252 on Western European "
+            "Windows), or save the file as UTF-8"
+        )
+    return "check --encoding, or save the file as UTF-8"
+
+
+def _nul_hint(line: bytes) -> str:
+    """Why a line may hold NUL bytes: UTF-16 without its mark, or not text at all."""
+    if len(line) >= 4 and line[1::2].count(0) * 2 >= len(line) // 2:
+        return "UTF-16 without a byte-order mark? pass --encoding utf-16-le"
+    if len(line) >= 4 and line[0::2].count(0) * 2 >= len(line) // 2:
+        return "UTF-16 without a byte-order mark? pass --encoding utf-16-be"
+    return "binary data?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +238,8 @@ class _Blocks(io.RawIOBase):
                 self._size, self._digest.hexdigest(), tuple(self._digests)
             )
             return
-        if b"\x00" in block:
-            raise _BadBytes  # the CSV reader would take it as text
+        if not self._source.wide and b"\x00" in block:
+            raise _BadBytes  # the CSV reader would take it as text (UTF-16 checks characters)
         self._digest.update(block)
         self._digests.append(hashlib.sha256(block).digest())
         self._size += len(block)
@@ -173,9 +255,22 @@ class _Source:
     is used. Memory stays bounded: one 32-byte digest per MiB, never the rows.
     """
 
-    __slots__ = ("__weakref__", "_file", "display", "path", "validated")
+    __slots__ = (
+        "__weakref__",
+        "_file",
+        "delimiter",
+        "delimiter_origin",
+        "display",
+        "encoding",
+        "encoding_origin",
+        "path",
+        "validated",
+        "wide",
+    )
 
-    def __init__(self, path: Path, display: str) -> None:
+    def __init__(
+        self, path: Path, display: str, encoding: str | None = None, delimiter: str | None = None
+    ) -> None:
         self.path = path
         self.display = display
         self.validated: _Validated | None = None
@@ -185,6 +280,12 @@ class _Source:
             raise InputError(display, f"cannot read: {error.strerror or error}") from None
         # Closed when the source (the reader, and every iterator of it) is gone.
         weakref.finalize(self, self._file.close)
+        self.encoding, self.encoding_origin = _encoding_of(self.read_block(0, 4), encoding)
+        # UTF-16 and UTF-32 hold NUL bytes in every ASCII character: checked as characters.
+        self.wide = codecs.lookup(self.encoding).name.startswith(("utf-16", "utf-32"))
+        # Decided by the first pass (from a ``sep=`` line or the header), kept for the next.
+        self.delimiter = delimiter
+        self.delimiter_origin = "--delimiter" if delimiter is not None else ""
 
     def read_block(self, index: int, limit: int = _CHUNK) -> bytes:
         """Block ``index`` (``_CHUNK`` bytes, fewer at the end of the file, or at most
@@ -201,7 +302,10 @@ class _Source:
         return b"".join(parts)
 
     def _locate(self) -> NoReturn:
-        """Find the first line with a NUL byte or bytes that are not UTF-8, and raise."""
+        """Find the first line with a NUL byte or bytes not in the encoding, and raise."""
+        if self.wide:
+            self._locate_wide()
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
         # latin-1 maps bytes to characters one to one: lines split as the CSV reader splits
         # them (\n, \r\n or \r), and each line's bytes come back unchanged.
         raw = io.BufferedReader(_Blocks(self), _CHUNK)
@@ -213,20 +317,65 @@ class _Source:
             if b"\x00" in data:
                 raise InputError(
                     self.display,
-                    f"not a CSV file: a NUL byte at column {data.index(0) + 1} (binary data?)",
+                    f"not a CSV file: a NUL byte at column {data.index(0) + 1} ({_nul_hint(data)})",
                     number,
                 )
             try:
-                data.decode("utf-8")
+                data.decode(encoding)
             except UnicodeDecodeError as error:
-                column = len(data[: error.start].decode("utf-8", "replace")) + 1
+                column = len(data[: error.start].decode(encoding, "replace")) + 1
                 raise InputError(
                     self.display,
-                    f"not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
-                    "save the file as UTF-8",
+                    f"not {_name(encoding)} text (byte 0x{data[error.start]:02x} at column "
+                    f"{column}); {_encoding_hint(encoding)}",
                     number,
                 ) from None
-        raise InputError(self.display, "not UTF-8 text")
+        raise InputError(self.display, f"not {_name(encoding)} text")
+
+    def _locate_wide(self) -> NoReturn:
+        """UTF-16 or UTF-32: the first line holding an undecodable unit or a NUL character."""
+        decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        raw = io.BufferedReader(_Blocks(self), _CHUNK)
+        number, after_cr = 1, False
+        while True:
+            data = raw.read(_CHUNK)
+            text = decoder.decode(data, final=not data)
+            bad = min((i for i in (text.find("\ufffd"), text.find("\x00")) if i >= 0), default=-1)
+            seen = text if bad < 0 else text[:bad]
+            breaks = _LINE_BREAK.findall(seen)
+            if after_cr and seen.startswith("\n"):
+                number -= 1  # a \r\n split between two reads
+            number += len(breaks)
+            after_cr = seen.endswith("\r")
+            if bad >= 0:
+                what = "a NUL character" if text[bad] == "\x00" else "bytes that are not"
+                raise InputError(
+                    self.display,
+                    f"not {_name(self.encoding)} text: {what}"
+                    f"{'' if text[bad] == chr(0) else ' ' + _name(self.encoding)} on this line; "
+                    f"{_encoding_hint(self.encoding)}",
+                    number,
+                )
+            if not data:
+                raise InputError(self.display, f"not {_name(self.encoding)} text")
+
+    def _dialect(self, lines: Iterator[str]) -> tuple[Iterator[str], int]:
+        """Skip Excel's ``sep=;`` first line, and (first pass) settle the delimiter: the
+        option, else that line's, else the one that splits the header into known columns.
+        Returns the lines from the first record on, and how many were skipped (0 or 1)."""
+        first = next(lines, "")
+        sep = _SEP_LINE.fullmatch(first.rstrip("\r\n").lstrip("\ufeff"))
+        if sep is not None:
+            if self.delimiter is None:
+                self.delimiter, self.delimiter_origin = sep[1], "the file's sep= line"
+            return lines, 1
+        head = [first] if first else []
+        if self.delimiter is None:
+            header = first
+            while _blank(header) and (header := next(lines, "")):
+                head.append(header)
+            self.delimiter, self.delimiter_origin = _delimiter_of(header)
+        return itertools.chain(head, lines), 0
 
     def records(self) -> Iterator[tuple[int, int, list[str]]]:
         """(first line, last line, fields) of every non-blank record.
@@ -239,15 +388,21 @@ class _Source:
         raw = io.BufferedReader(
             _Blocks(self, self.validated, record=self.validated is None), _CHUNK
         )
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        # _END can be in no validated file (NUL bytes are refused): after the last line it
-        # is a record of its own, unless a quote is still open and it ends that quote's value
-        # (the line break it carries stays in a quoted value, which tells the two apart).
-        reader = csv.reader(itertools.chain(text, (_END + "\n",)), strict=False)
+        text = io.TextIOWrapper(raw, encoding=self.encoding, newline="")
         end = 0  # the last line of the previous record
         try:
+            lines, skipped = self._dialect(_no_nul(text) if self.wide else text)
+            # _END can be in no validated file (NUL bytes are refused): after the last line it
+            # is a record of its own, unless a quote is still open and it ends that quote's
+            # value (the line break it carries stays in a quoted value: that tells them apart).
+            reader = csv.reader(
+                itertools.chain(lines, (_END + "\n",)),
+                delimiter=self.delimiter or ",",
+                strict=False,
+            )
+            end = skipped  # a ``sep=`` line is no record; lines are numbered as in the file
             for fields in reader:
-                start, end = end + 1, reader.line_num
+                start, end = end + 1, reader.line_num + skipped
                 if not fields:
                     continue  # a blank line
                 if end > start and fields[-1].endswith(_END + "\n"):
@@ -308,10 +463,17 @@ class PairsReader:
         "total",
     )
 
-    def __init__(self, path: str | os.PathLike[str], default_region: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        default_region: str | None = None,
+        *,
+        encoding: str | None = None,
+        delimiter: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.default_region = default_region or None
-        self._source = _Source(self.path, str(path))
+        self._source = _Source(self.path, str(path), encoding, delimiter)
         self._targets: list[tuple[str, str]] = []
         self._codes: dict[str, int] = {}
         # Conflicting instance -> (line, target index) of the first row that conflicted.
@@ -322,6 +484,7 @@ class PairsReader:
         self.total = 0  # non-blank records, header excluded
         self.rejected = 0  # records that will be yielded as invalid or duplicate
         self.columns = self._first_pass()
+        log.debug("%s: %s", self._source.display, self.dialect)  # also in the start event
         validated = self._source.validated
         if validated is None:  # the first pass reads to the end: a bug if not
             raise RuntimeError(f"{path}: the first pass stopped before the end")
@@ -330,6 +493,28 @@ class PairsReader:
         self.fingerprint = InputFingerprint(
             path=str(self.path.resolve()), size=validated.size, sha256=validated.sha256
         )
+
+    @property
+    def delimiter(self) -> str:
+        return self._source.delimiter or ","
+
+    @property
+    def encoding(self) -> str:
+        """The codec the file is read with (``utf-8-sig``: UTF-8, with or without a mark)."""
+        return self._source.encoding
+
+    @property
+    def dialect(self) -> str:
+        """How the file was read, for the log: ``tab-separated (from the header), UTF-16
+        (byte-order mark)``."""
+        source = self._source
+        sep = f"{DELIMITERS.get(self.delimiter, repr(self.delimiter))}-separated"
+        if source.delimiter_origin not in ("", "default"):
+            sep += f" (from {source.delimiter_origin})"
+        enc = _name(source.encoding)
+        if source.encoding_origin != "default":
+            enc += f" ({source.encoding_origin})"
+        return f"{sep}, {enc}"
 
     @property
     def extra_columns(self) -> tuple[str, ...]:
@@ -412,6 +597,14 @@ class PairsReader:
                 if code >= 0 and (code & 0xFFFFFFFF) != index:
                     codes[instance] = ~code  # conflicting: every row of it is rejected
                     self._conflicts[instance] = (line, index)
+        if self.total == 0:
+            # A scheduled job fed an empty export must not look like a job well done.
+            raise InputError(
+                display,
+                f"no rows: the file has a header (line {self._header_line}) and nothing "
+                "below it; nothing was sent",
+                self._header_line,
+            )
         # Conflicting instances reject their first row too.
         self.rejected += sum(1 for code in codes.values() if code < 0)
         return columns
@@ -495,6 +688,15 @@ class PairsReader:
         )
 
 
-def read_pairs(path: str | os.PathLike[str], default_region: str | None = None) -> PairsReader:
-    """Open an input file (raises ``InputError`` if unusable) and iterate its rows."""
-    return PairsReader(path, default_region)
+def read_pairs(
+    path: str | os.PathLike[str],
+    default_region: str | None = None,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> PairsReader:
+    """Open an input file (raises ``InputError`` if unusable) and iterate its rows.
+
+    ``encoding``: for a file without a byte-order mark (default UTF-8); ``delimiter``: else
+    taken from an Excel ``sep=`` first line, or from the header."""
+    return PairsReader(path, default_region, encoding=encoding, delimiter=delimiter)

@@ -14,19 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from bulk_attach.api.credentials import CredentialOptions, resolve_region
+from bulk_attach.commands import Link, announce, connect, guarded, progress_for, show_summary
 from bulk_attach.core.prediction import Variant
 from bulk_attach.engine.signals import SignalStop
 from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
-from bulk_attach.job import (
-    Link,
-    announce,
-    connect,
-    guarded,
-    progress_for,
-    read_input,
-    show_summary,
-)
+from bulk_attach.job import read_input
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import ReadJobResult

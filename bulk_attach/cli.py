@@ -359,11 +359,11 @@ def _start_job(
     selection: RetrySelection | None = None,
 ) -> None:
     """run and retry: one call into the job."""
-    from bulk_attach import job
+    from bulk_attach import runs
 
     _start(
         output,
-        lambda env: job.main(settings, connection.client, credentials, retry=selection, **env),
+        lambda env: runs.main(settings, connection.client, credentials, retry=selection, **env),
         connection,
     )
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bulk_attach.api.credentials import CredentialOptions, resolve_region
+from bulk_attach.commands import Link, guarded, launch, print_result, say_to
 from bulk_attach.core.rollback import DetachSelection
 from bulk_attach.core.rows import Row
 from bulk_attach.engine.actions import DETACH
@@ -29,7 +30,7 @@ from bulk_attach.files.lock import ReportLock
 from bulk_attach.files.paths import ReportPaths, command_report_for
 from bulk_attach.files.report import is_report
 from bulk_attach.files.rerun import pick_rows
-from bulk_attach.job import Link, guarded, launch, print_result, read_input, say_to
+from bulk_attach.job import read_input
 from bulk_attach.settings import ClientSettings, RunSettings
 
 __all__ = ["DETACH_COMMAND", "Ask", "describe_targets", "detach_main"]

@@ -15,10 +15,10 @@ import pytest
 from conftest import RunCli
 
 from bulk_attach import logs
+from bulk_attach.commands import progress_for
 from bulk_attach.core.outcomes import RowResult, Status, Summary
 from bulk_attach.engine.events import RowRetrying, RowSettled, RunStopping, Throttled
 from bulk_attach.errors import ExitCode
-from bulk_attach.job import progress_for
 from bulk_attach.logs import EventLog, setup_logging
 from bulk_attach.progress import LogProgress, render_read_summary, render_summary
 from bulk_attach.settings import LogFormat, RunSettings

@@ -8,13 +8,10 @@ terminal summary. Neither sends a change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from pathlib import Path
 
-from bulk_attach.api.credentials import CredentialOptions, resolve_region
-from bulk_attach.commands import Link, announce, connect, guarded, progress_for, show_summary
+from bulk_attach.commands import Link, announce, connect, progress_for, show_summary, start
 from bulk_attach.core.prediction import Variant
 from bulk_attach.engine.signals import SignalStop
 from bulk_attach.files.lock import ReportLock
@@ -23,7 +20,7 @@ from bulk_attach.job import read_input
 from bulk_attach.plan import PlanSettings, plan_job
 from bulk_attach.progress import render_read_summary
 from bulk_attach.session import ReadJobResult
-from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.settings import RunSettings
 from bulk_attach.verify import VerifySettings, verify_job
 
 __all__ = ["PLAN_COMMAND", "VERIFY_COMMAND", "check_main"]
@@ -33,27 +30,14 @@ VERIFY_COMMAND = "verify"
 
 
 async def check_main(
-    command: str,
-    settings: RunSettings,
-    client_settings: ClientSettings,
-    options: CredentialOptions,
-    *,
-    env: Mapping[str, str],
-    region_option: str | None,
-    emulator: bool,
-    world: Path | None,
-    emulator_state: Path | None = None,
-    variant: Variant | None = None,
+    command: str, settings: RunSettings, link: Link, *, variant: Variant | None = None
 ) -> int:
     """``plan`` or ``verify`` a pairs CSV (or a report); prints the summary."""
-    region = resolve_region(region_option, env, options)
-    settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
-    async def body(sig: SignalStop) -> int:
+    async def body(settings: RunSettings, sig: SignalStop) -> int:
         return await _check(command, settings, link, sig, variant)
 
-    return await guarded(settings, body)
+    return await start(settings, link, body)
 
 
 async def _check(

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -55,6 +55,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+if TYPE_CHECKING:  # imported when a command runs: --help stays fast
+    from bulk_attach.commands import Link
 
 _POLICY = JobPolicy()
 _INPUT = InputOptions()
@@ -174,10 +177,9 @@ def plan(
     )
     _start(
         output,
-        lambda env: check_main(
-            PLAN_COMMAND, settings, connection.client, credentials, variant=variant, **env
-        ),
+        lambda link: check_main(PLAN_COMMAND, settings, link, variant=variant),
         connection,
+        credentials,
     )
 
 
@@ -207,8 +209,9 @@ def verify(
     )
     _start(
         output,
-        lambda env: check_main(VERIFY_COMMAND, settings, connection.client, credentials, **env),
+        lambda link: check_main(VERIFY_COMMAND, settings, link),
         connection,
+        credentials,
     )
 
 
@@ -257,16 +260,11 @@ def detach(
     ask = _confirm if sys.stdin.isatty() and sys.stderr.isatty() else None
     _start(
         output,
-        lambda env: detach_main(
-            settings,
-            connection.client,
-            credentials,
-            selection=DetachSelection(all_linked=all_linked),
-            yes=yes,
-            ask=ask,
-            **env,
+        lambda link: detach_main(
+            settings, link, selection=DetachSelection(all_linked=all_linked), yes=yes, ask=ask
         ),
         connection,
+        credentials,
     )
 
 
@@ -291,8 +289,9 @@ def whoami(
 
     _start(
         output,
-        lambda env: whoami_main(connection.client, credentials, quiet=output.quiet, **env),
+        lambda link: whoami_main(link, quiet=output.quiet),
         connection,
+        credentials,
     )
 
 
@@ -334,21 +333,26 @@ def _run_settings(
 
 def _start(
     output: Output,
-    command: Callable[[dict[str, Any]], Coroutine[Any, Any, int]],
+    command: Callable[[Link], Coroutine[Any, Any, int]],
     connection: Connection,
+    credentials: CredentialOptions,
 ) -> None:
-    """One call into a command's composition (given the environment), and its exit code."""
+    """One call into a command's composition, and its exit code. Here, and only here, the
+    environment is read: it travels down in the ``Link``."""
+    from bulk_attach.commands import Link
     from bulk_attach.engine.signals import run_command
 
     setup_logging(output.verbose, output.log_format)
-    env = {
-        "env": dict(os.environ),
-        "region_option": connection.region,
-        "emulator": connection.emulator,
-        "world": connection.world,
-        "emulator_state": connection.emulator_state,
-    }
-    raise typer.Exit(run_command(command(env)))
+    link = Link(
+        client=connection.client,
+        options=credentials,
+        env=dict(os.environ),
+        emulator=connection.emulator,
+        world=connection.world,
+        emulator_state=connection.emulator_state,
+        region_option=connection.region,
+    )
+    raise typer.Exit(run_command(command(link)))
 
 
 def _start_job(
@@ -363,8 +367,9 @@ def _start_job(
 
     _start(
         output,
-        lambda env: runs.main(settings, connection.client, credentials, retry=selection, **env),
+        lambda link: runs.main(settings, link, retry=selection),
         connection,
+        credentials,
     )
 
 

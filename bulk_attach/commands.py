@@ -18,6 +18,7 @@ from bulk_attach.api.credentials import (
     CredentialsProvider,
     FetchError,
     open_credentials,
+    resolve_region,
 )
 from bulk_attach.engine.actions import ATTACH, Action
 from bulk_attach.engine.control import RunControl
@@ -46,6 +47,7 @@ __all__ = [
     "progress_for",
     "say_to",
     "show_summary",
+    "start",
 ]
 
 log = logging.getLogger("bulk_attach.commands")
@@ -58,9 +60,28 @@ class Link:
     client: ClientSettings
     options: CredentialOptions
     env: Mapping[str, str]
-    emulator: bool
-    world: Path | None
+    emulator: bool = False
+    world: Path | None = None
     emulator_state: Path | None = None
+    region_option: str | None = None  # --region; else the environment, else the profile
+
+    def region(self) -> str | None:
+        return resolve_region(self.region_option, self.env, self.options)
+
+
+async def start(
+    settings: RunSettings,
+    link: Link,
+    body: Callable[[RunSettings, SignalStop], Awaitable[int]],
+) -> int:
+    """A command's body, with its settings completed (the default region from the option,
+    the environment or the profile) and signals handled for all of it (``guarded``)."""
+    settings = replace(settings, default_region=link.region())
+
+    async def guarded_body(sig: SignalStop) -> int:
+        return await body(settings, sig)
+
+    return await guarded(settings, guarded_body)
 
 
 async def guarded(settings: RunSettings, body: Callable[[SignalStop], Awaitable[int]]) -> int:

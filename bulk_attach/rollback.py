@@ -14,12 +14,10 @@ it refuses (exit 2) and sends nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-from bulk_attach.api.credentials import CredentialOptions, resolve_region
-from bulk_attach.commands import Link, guarded, launch, print_result, say_to
+from bulk_attach.commands import Link, launch, print_result, say_to, start
 from bulk_attach.core.rollback import DetachSelection
 from bulk_attach.core.rows import Row
 from bulk_attach.engine.actions import DETACH
@@ -31,7 +29,7 @@ from bulk_attach.files.paths import ReportPaths, command_report_for
 from bulk_attach.files.report import is_report
 from bulk_attach.files.rerun import pick_rows
 from bulk_attach.job import read_input
-from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.settings import RunSettings
 
 __all__ = ["DETACH_COMMAND", "Ask", "describe_targets", "detach_main"]
 
@@ -53,27 +51,18 @@ def describe_targets(rows: RowSource, *, most: int = 10) -> str:
 
 async def detach_main(
     settings: RunSettings,
-    client_settings: ClientSettings,
-    options: CredentialOptions,
+    link: Link,
     *,
-    env: Mapping[str, str],
-    region_option: str | None,
-    emulator: bool,
-    world: Path | None,
-    emulator_state: Path | None = None,
     selection: DetachSelection,
     yes: bool,
     ask: Ask | None,
 ) -> int:
     """The ``detach`` command: choose the rows, confirm, run the DETACH action."""
-    region = resolve_region(region_option, env, options)
-    settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world, emulator_state)
 
-    async def body(sig: SignalStop) -> int:
+    async def body(settings: RunSettings, sig: SignalStop) -> int:
         return await _detach(settings, link, selection, yes=yes, ask=ask, sig=sig)
 
-    return await guarded(settings, body)
+    return await start(settings, link, body)
 
 
 async def _detach(

@@ -8,15 +8,11 @@ round finishes.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bulk_attach.api.credentials import (
-    CredentialOptions,
-    resolve_region,
-)
-from bulk_attach.commands import Link, guarded, launch, print_result, say_to
+from bulk_attach.commands import Link, launch, print_result, say_to, start
 from bulk_attach.core.outcomes import Summary
 from bulk_attach.core.retrying import RetrySelection
 from bulk_attach.engine.signals import SignalStop
@@ -36,23 +32,12 @@ from bulk_attach.files.resume import (
     Previous,
 )
 from bulk_attach.job import exit_code_for, read_input, report_path_of
-from bulk_attach.settings import ClientSettings, RunSettings
+from bulk_attach.settings import RunSettings
 
 __all__ = ["main"]
 
 
-async def main(
-    settings: RunSettings,
-    client_settings: ClientSettings,
-    options: CredentialOptions,
-    *,
-    env: Mapping[str, str],
-    region_option: str | None,
-    emulator: bool,
-    world: Path | None,
-    retry: RetrySelection | None = None,
-    emulator_state: Path | None = None,
-) -> int:
+async def main(settings: RunSettings, link: Link, retry: RetrySelection | None = None) -> int:
     """Run (or, with ``retry``, re-run the chosen rows of a report) and print the summary.
 
     Signals are handled for the whole command: Ctrl-C while waiting for the lock or while
@@ -60,13 +45,13 @@ async def main(
     sending. The report's lock is taken first: a second run of the same job stops there
     (exit 75), before it reads, validates or sends anything.
     """
-    region = resolve_region(region_option, env, options)
-    settings = replace(settings, default_region=region)
-    link = Link(client_settings, options, env, emulator, world, emulator_state)
-    if retry is not None:
-        chosen = retry
-        return await guarded(settings, lambda sig: _retry(settings, link, chosen, sig))
-    return await guarded(settings, lambda sig: _run(settings, link, sig))
+
+    async def body(settings: RunSettings, sig: SignalStop) -> int:
+        if retry is not None:
+            return await _retry(settings, link, retry, sig)
+        return await _run(settings, link, sig)
+
+    return await start(settings, link, body)
 
 
 async def _run(settings: RunSettings, link: Link, sig: SignalStop) -> int:

@@ -4,46 +4,33 @@ region's ECS and VPC endpoints answer them. Exit 0 when all of it works, 3 other
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from pathlib import Path
 
 from bulk_attach.api.client import EcsClient
 from bulk_attach.api.credentials import (
-    CredentialOptions,
     Credentials,
     CredentialsProvider,
     FetchError,
     open_credentials,
-    resolve_region,
 )
 from bulk_attach.api.identity import caller_identity, check_endpoint
+from bulk_attach.commands import Link
 from bulk_attach.errors import ConfigError, ExitCode
-from bulk_attach.settings import ClientSettings
 
 __all__ = ["whoami_main"]
 
 
-async def whoami_main(
-    client_settings: ClientSettings,
-    options: CredentialOptions,
-    *,
-    quiet: bool,
-    env: Mapping[str, str],
-    region_option: str | None,
-    emulator: bool,
-    world: Path | None,
-    emulator_state: Path | None = None,
-) -> int:
+async def whoami_main(link: Link, *, quiet: bool) -> int:
     def say(text: str) -> None:
         if not quiet:
             sys.stdout.write(text + "\n")
 
-    region = resolve_region(region_option, env, options) or "cn-hangzhou"
+    region = link.region() or "cn-hangzhou"
+    client_settings, env = link.client, link.env
     async with AsyncExitStack() as stack:
         credentials: CredentialsProvider
-        if emulator:
+        if link.emulator:
             from bulk_attach.emulator.model import EcsModel
             from bulk_attach.emulator.server import EmulatorSettings, running_emulator
 
@@ -53,7 +40,7 @@ async def whoami_main(
             )
             client_settings = replace(client_settings, endpoint=emu.endpoint)
         else:
-            credentials = await open_credentials(options, env)  # ConfigError: exit 3
+            credentials = await open_credentials(link.options, env)  # ConfigError: exit 3
             stack.push_async_callback(credentials.aclose)
         say(f"source:   {credentials.source}")
         ok = True

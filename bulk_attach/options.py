@@ -30,10 +30,11 @@ import functools
 import inspect
 import itertools
 import math
+import os
 import types
 import typing
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
@@ -56,7 +57,9 @@ from bulk_attach.settings import (
     DEFAULT_WAIT_LOCK,
     AttemptSettings,
     ClientSettings,
+    EndpointType,
     LogFormat,
+    ProxySettings,
     ReportFormat,
     SignatureVersion,
 )
@@ -81,7 +84,9 @@ __all__ = [
     "Output",
     "Pace",
     "VerboseOpt",
+    "ca_bundle_from",
     "finite",
+    "proxies_from",
     "setup_logging",
     "takes",
 ]
@@ -363,6 +368,46 @@ class Connection:
     emulator_state: Path | None = None  # with emulator: the world kept across commands
 
 
+def _env(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of ``names`` set to something (an empty variable counts as unset)."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def proxies_from(env: Mapping[str, str]) -> ProxySettings:
+    """The proxies the environment names; the lower-case spelling first, as curl and
+    Python's urllib read them. ``api/network.py`` decides which applies where."""
+    return ProxySettings(
+        https=_env(env, "https_proxy", "HTTPS_PROXY"),
+        http=_env(env, "http_proxy", "HTTP_PROXY"),
+        no_proxy=_env(env, "no_proxy", "NO_PROXY") or "",
+    )
+
+
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def ca_bundle_from(option: Path | None, env: Mapping[str, str]) -> Path | None:
+    """``--ca-bundle``, else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``; None: the
+    system's CAs. A path that does not exist is a usage error naming where it came from."""
+    if option is not None:
+        path, source = option, "--ca-bundle"
+    else:
+        for name in CA_BUNDLE_VARIABLES:
+            value = _env(env, name)
+            if value:
+                path, source = Path(value), name
+                break
+        else:
+            return None
+    if not path.exists():
+        raise UsageError(f"{source} {str(path)!r}: no such file or directory")
+    return path
+
+
 def _connection(
     *,
     region: Annotated[
@@ -380,6 +425,44 @@ def _connection(
             "--endpoint",
             help="Base URL for both the ECS and VPC APIs (e.g. an emulator: "
             "http://127.0.0.1:8080).",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = None,
+    ecs_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--ecs-endpoint",
+            metavar="URL",
+            help="Base URL for the ECS API alone (before --endpoint).",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = None,
+    vpc_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--vpc-endpoint",
+            metavar="URL",
+            help="Base URL for the VPC API alone (before --endpoint).",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = None,
+    endpoint_type: Annotated[
+        EndpointType,
+        typer.Option(
+            "--endpoint-type",
+            help="Without an endpoint option: the official public hosts, or the private ones "
+            "reachable from inside a VPC (ecs-vpc.<region>.aliyuncs.com), as the aliyun CLI's.",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = EndpointType.PUBLIC,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-bundle",
+            metavar="PEM",
+            help="Trust these CAs (a PEM file) instead of the system's, e.g. a TLS-inspecting "
+            "proxy's \\[default: SSL_CERT_FILE, else REQUESTS_CA_BUNDLE]. Proxies come from "
+            "HTTPS_PROXY, HTTP_PROXY and NO_PROXY.",
             rich_help_panel=CONNECTION_PANEL,
         ),
     ] = None,
@@ -452,10 +535,25 @@ def _connection(
         raise UsageError("--world is only meaningful with --emulator")
     if emulator_state is not None and not emulator:
         raise UsageError("--emulator-state is only meaningful with --emulator")
-    if emulator and endpoint is not None:
-        raise UsageError("--emulator and --endpoint cannot be used together")
+    given = [
+        name
+        for name, value in (
+            ("--endpoint", endpoint),
+            ("--ecs-endpoint", ecs_endpoint),
+            ("--vpc-endpoint", vpc_endpoint),
+        )
+        if value is not None
+    ]
+    if emulator and given:
+        raise UsageError(f"--emulator and {given[0]} cannot be used together")
+    env = os.environ
     client = ClientSettings(
         endpoint=endpoint,
+        ecs_endpoint=ecs_endpoint,
+        vpc_endpoint=vpc_endpoint,
+        endpoint_type=endpoint_type,
+        proxies=proxies_from(env),
+        ca_bundle=ca_bundle_from(ca_bundle, env),
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         signature=signature,

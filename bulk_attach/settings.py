@@ -30,6 +30,24 @@ DEFAULT_DRAIN_TIMEOUT = 30.0  # seconds to let in-flight requests settle after C
 DEFAULT_WAIT_LOCK = 0.0  # seconds to wait for another run holding the report (0: refuse)
 
 
+class EndpointType(StrEnum):
+    """Which official host names a region's calls go to, as the aliyun CLI's
+    ``--endpoint-type``: the public ones, or the private ones reachable from inside a VPC."""
+
+    PUBLIC = "public"
+    VPC = "vpc"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """The proxies the environment names (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as
+    given: ``api/network.py`` decides which applies to which URL. Read by the CLI only."""
+
+    https: str | None = None  # for https:// endpoints (tunnelled with CONNECT)
+    http: str | None = None  # for http:// endpoints
+    no_proxy: str = ""  # comma-separated hosts, domains, IPs or CIDRs; "*" is every host
+
+
 class SignatureVersion(StrEnum):
     V1 = "v1"
     V3 = "v3"
@@ -56,12 +74,20 @@ class ClientSettings:
 
     # Overrides both the ECS and the VPC endpoint (how the emulator is reached).
     endpoint: str | None = None
+    # Override one product's endpoint (before ``endpoint``).
+    ecs_endpoint: str | None = None
+    vpc_endpoint: str | None = None
+    # For endpoints not overridden: the official public or private (VPC) host names.
+    endpoint_type: EndpointType = EndpointType.PUBLIC
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     signature: SignatureVersion = SignatureVersion.V3
     # Plain http:// is always allowed to loopback; elsewhere only with this set.
     allow_insecure_http: bool = False
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    proxies: ProxySettings = ProxySettings()
+    # A PEM file (or an OpenSSL hashed directory) of the CAs to trust instead of the system's.
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

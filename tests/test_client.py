@@ -1075,10 +1075,12 @@ async def test_tls_to_a_plain_http_server_is_not_sent() -> None:
 
 
 def test_default_endpoints() -> None:
+    # The official SDKs' hosts (api/endpoints.py): cn-hangzhou is in their maps, others not.
     settings = ClientSettings()
     assert (
-        str(endpoint_for(settings, "ecs", "cn-hangzhou")) == "https://ecs.cn-hangzhou.aliyuncs.com"
+        str(endpoint_for(settings, "ecs", "cn-hangzhou")) == "https://ecs-cn-hangzhou.aliyuncs.com"
     )
+    assert str(endpoint_for(settings, "vpc", "cn-hangzhou")) == "https://vpc.aliyuncs.com"
     assert str(endpoint_for(settings, "vpc", "ap-southeast-1")) == (
         "https://vpc.ap-southeast-1.aliyuncs.com"
     )
@@ -1112,8 +1114,8 @@ def test_endpoint_accepted(endpoint: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("endpoint", "match"),
     [
-        ("http://ecs.cn-hangzhou.aliyuncs.com", "allow-insecure-http"),
-        ("http://10.0.0.1:8080", "allow-insecure-http"),
+        ("http://ecs.cn-hangzhou.aliyuncs.com", "--insecure-http"),
+        ("http://10.0.0.1:8080", "--insecure-http"),
         ("ftp://127.0.0.1", "http"),
         ("https://user:pw@example.com", "password"),
         ("https://example.com/base", "path"),
@@ -1138,7 +1140,9 @@ def test_repr_shows_endpoint_and_signature_never_secrets() -> None:
     creds = Credentials(AK, SECRET, TOKEN, source="environment (X)")
     client = EcsClient(ClientSettings(signature=SignatureVersion.V1), creds)
     text = repr(client)
-    assert "{ecs,vpc}" in text
+    assert "ecs=official public,vpc=official public" in text
+    split = EcsClient(ClientSettings(vpc_endpoint="https://vpc.example.com"), creds)
+    assert "ecs=official public,vpc=https://vpc.example.com" in repr(split)
     assert "v1" in text
     assert "environment (X)" in text
     for secret in (SECRET, TOKEN, AK):

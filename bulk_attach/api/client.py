@@ -21,7 +21,6 @@ string to sign, token included), and URLs (which hold the V1 token) are never fo
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -44,6 +43,8 @@ from bulk_attach.api.credentials import (
     CredentialsProvider,
     FetchError,
 )
+from bulk_attach.api.endpoints import official_host
+from bulk_attach.api.network import Route, Routes, is_loopback, tls_context
 from bulk_attach.api.signing import (
     EMPTY_SHA256,
     canonical_query,
@@ -85,7 +86,6 @@ MAX_PAGES = 100
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
-_REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # What the transport raises: aiohttp's own errors, and the OS's (TimeoutError, the asyncio
 # timeouts' class since 3.11, and ssl.SSLError are OSErrors). Nothing else is translated.
@@ -140,17 +140,15 @@ class VpcInfo:
 # --- endpoints ---------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# The name ``api/identity.py`` imports; the rule lives with the proxy decision now.
+_is_loopback = is_loopback
 
 
-def parse_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> URL:
-    """``--endpoint`` as an origin URL; a bare host means https. ``ConfigError`` if unusable.
+def parse_endpoint(
+    endpoint: str, *, allow_insecure_http: bool = False, option: str = "--endpoint"
+) -> URL:
+    """An endpoint option as an origin URL; a bare host means https. ``ConfigError`` if
+    unusable (``option`` names it in the message).
 
     Plain ``http://`` sends signed requests (and a V1 STS token) in clear text, so it is
     accepted for loopback addresses only, unless ``allow_insecure_http`` says otherwise.
@@ -162,32 +160,50 @@ def parse_endpoint(endpoint: str, *, allow_insecure_http: bool = False) -> URL:
         url = URL(text)
         port = url.explicit_port
     except ValueError:
-        raise ConfigError(f"--endpoint {endpoint!r} is not a valid URL") from None
+        raise ConfigError(f"{option} {endpoint!r} is not a valid URL") from None
     if url.scheme not in _DEFAULT_PORTS or not url.host:
-        raise ConfigError(f"--endpoint {endpoint!r} must be an http:// or https:// URL with a host")
+        raise ConfigError(f"{option} {endpoint!r} must be an http:// or https:// URL with a host")
     if url.user is not None or url.password is not None:
-        raise ConfigError("--endpoint must not carry a user name or password")
+        raise ConfigError(f"{option} must not carry a user name or password")
     if url.path not in ("", "/") or url.query_string or url.fragment:
-        raise ConfigError(f"--endpoint {endpoint!r} must have no path, query or fragment")
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ConfigError(f"{option} {endpoint!r} must have no path, query or fragment")
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise ConfigError(
             f"refusing plain http:// to {url.host}: requests would travel unencrypted. Use "
-            "https://, or pass --allow-insecure-http if you really mean it."
+            "https://, or pass --insecure-http if you really mean it."
         )
     return URL.build(scheme=url.scheme, host=url.host, port=port)
 
 
+def _override(settings: ClientSettings, product: Product) -> tuple[str, str] | None:
+    """The endpoint option that sets ``product``'s endpoint, and its name; None: derived."""
+    own = settings.ecs_endpoint if product == "ecs" else settings.vpc_endpoint
+    if own:
+        return own, f"--{product}-endpoint"
+    if settings.endpoint:
+        return settings.endpoint, "--endpoint"
+    return None
+
+
 def endpoint_for(settings: ClientSettings, product: Product, region: str) -> URL:
-    """``settings.endpoint`` if set (it overrides both products), else the public endpoint.
+    """The product's own endpoint option, else ``settings.endpoint`` (both products), else
+    the official host of ``settings.endpoint_type`` for the region (``api/endpoints.py``).
 
     The region becomes part of a host name, so a malformed one is refused before any
     traffic (``InvalidRegionId.Malformed``, permanent for its row).
     """
-    if settings.endpoint:
-        return parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
-    if not _REGION_RE.fullmatch(region):
-        raise ApiError("InvalidRegionId.Malformed", f"{region!r} is not a valid region id")
-    return URL.build(scheme="https", host=f"{product}.{region}.aliyuncs.com")
+    override = _override(settings, product)
+    if override is not None:
+        return parse_endpoint(
+            override[0], allow_insecure_http=settings.allow_insecure_http, option=override[1]
+        )
+    try:
+        host = official_host(product, region, settings.endpoint_type.value)
+    except ValueError:
+        raise ApiError(
+            "InvalidRegionId.Malformed", f"{region!r} is not a valid region id"
+        ) from None
+    return URL.build(scheme="https", host=host)
 
 
 def _host_header(base: URL) -> str:
@@ -292,12 +308,18 @@ class EcsClient:
         self._checked: Credentials | None = None
         if isinstance(credentials, Credentials):
             self._check(credentials)
-        # Validate the endpoint now: a bad --endpoint is a configuration error at start-up.
-        self._endpoint = (
-            parse_endpoint(settings.endpoint, allow_insecure_http=settings.allow_insecure_http)
-            if settings.endpoint
-            else None
-        )
+        # Validate the endpoints, the proxies and the CA bundle now: each is a configuration
+        # error at start-up, never a failure of the rows sent later.
+        self._endpoints: dict[Product, URL | None] = {
+            product: endpoint_for(settings, product, "") if _override(settings, product) else None
+            for product in _VERSIONS
+        }
+        self._routes = Routes.from_settings(settings.proxies)
+        self._route_cache: dict[URL, Route] = {}
+        for endpoint in self._endpoints.values():
+            if endpoint is not None:
+                self._route(endpoint)
+        self._tls = tls_context(settings.ca_bundle)
         agent = (
             f"bulk-attach/{__version__} aiohttp/{aiohttp.__version__} "
             f"Python/{sys.version_info.major}.{sys.version_info.minor}"
@@ -328,17 +350,25 @@ class EcsClient:
         self._checked = credentials
 
     def __repr__(self) -> str:
-        where = str(self._endpoint) if self._endpoint else "https://{ecs,vpc}.<region>.aliyuncs.com"
+        where = ",".join(
+            f"{product}={endpoint or 'official ' + self._settings.endpoint_type.value}"
+            for product, endpoint in self._endpoints.items()
+        )
         return (
-            f"<EcsClient endpoint={where} signature={self._settings.signature.value} "
+            f"<EcsClient endpoints {where} signature={self._settings.signature.value} "
             f"credentials from {self._credentials.source}>"
         )
 
     async def __aenter__(self) -> Self:
         if self._session is None:
             settings = self._settings
+            # trust_env=False: the proxies are the CLI's (settings.proxies), never read here.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=settings.max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=settings.max_connections,
+                    ssl=self._tls if self._tls is not None else True,
+                ),
+                trust_env=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=settings.connect_timeout,
@@ -596,7 +626,8 @@ class EcsClient:
     ) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("EcsClient is used outside `async with`")
-        base = self._endpoint or endpoint_for(self._settings, product, region)
+        base = self._endpoints[product] or endpoint_for(self._settings, product, region)
+        route = self._route(base)
         if self._gate is not None:
             await self._gate(region, action)
         url, headers = self._prepare(base, product, action, params, creds)
@@ -605,7 +636,12 @@ class EcsClient:
             # never redirects: a 3xx is some other server's, and following it would send a
             # signed request (a V1 token in its query) wherever its Location points.
             async with self._session.post(
-                url, headers=headers, skip_auto_headers=("Content-Type",), allow_redirects=False
+                url,
+                headers=headers,
+                skip_auto_headers=("Content-Type",),
+                allow_redirects=False,
+                proxy=route.proxy,
+                proxy_headers=route.headers or None,
             ) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
@@ -638,6 +674,13 @@ class EcsClient:
         )
         log.debug("%s %s: %s", region, action, error)
         raise error
+
+    def _route(self, base: URL) -> Route:
+        """Direct or through which proxy (``api/network.py``), decided once per origin."""
+        route = self._route_cache.get(base)
+        if route is None:
+            route = self._route_cache[base] = self._routes.for_url(base)
+        return route
 
     def _answer_error(
         self,
@@ -712,7 +755,19 @@ class EcsClient:
         holds no secret), so a wrong ``--endpoint`` shows in them.
         """
         code: LocalCode
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        proxy = self._route_cache[base].proxy if base in self._route_cache else None
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            # The proxy refused the CONNECT (407, 403, 502 ...): the request was not sent.
+            code = LocalCode.CONNECT_FAILED
+            message = (
+                f"the proxy {proxy} refused a tunnel to {base}: HTTP {exc.status} "
+                f"{self._scrub(exc.message)}"
+            )
+        elif isinstance(exc, aiohttp.ClientProxyConnectionError):
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            code = LocalCode.CONNECT_FAILED
+            message = f"cannot connect to the proxy {proxy} (for {base}): {reason}"
+        elif isinstance(exc, aiohttp.ConnectionTimeoutError):
             # Raised while acquiring or opening the connection: the request was not written.
             code = LocalCode.CONNECT_FAILED
             message = f"no connection to {base} within {self._settings.connect_timeout:g} s"

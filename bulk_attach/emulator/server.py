@@ -24,6 +24,7 @@ import asyncio
 import ipaddress
 import json
 import secrets
+import ssl
 import string
 import time
 from collections import Counter
@@ -411,9 +412,10 @@ class RunningEmulator:
 
 @asynccontextmanager
 async def running_emulator(
-    model: EcsModel, settings: EmulatorSettings
+    model: EcsModel, settings: EmulatorSettings, *, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[RunningEmulator]:
-    """Serve on ``settings.host``/``port`` (port 0: any free port) for the block's duration."""
+    """Serve on ``settings.host``/``port`` (port 0: any free port) for the block's duration;
+    over TLS with ``ssl_context`` (tests reach it as the real API is reached: https)."""
     keyring = keyring_for(settings)
     app = create_app(model, settings, keyring=keyring)
     # keepalive_timeout also bounds a connection whose request headers never complete.
@@ -425,7 +427,7 @@ async def running_emulator(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         await site.start()
         port = settings.port
         for address in runner.addresses:
@@ -436,7 +438,7 @@ async def running_emulator(
         shown = f"[{host}]" if ":" in host else host
         key_id, secret = next(iter(keyring.secrets.items()))
         yield RunningEmulator(
-            endpoint=f"http://{shown}:{port}",
+            endpoint=f"{'https' if ssl_context else 'http'}://{shown}:{port}",
             host=host,
             port=port,
             access_key_id=key_id,

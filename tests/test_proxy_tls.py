@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -136,6 +137,21 @@ async def running_proxy(upstream_port: int, *, deny: bool = False) -> AsyncItera
 class Tls:
     server: ssl.SSLContext
     bundle: Path  # the test CA, as --ca-bundle takes it
+
+
+@pytest.fixture(autouse=True)
+def _loopback_names_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official host names are used here on purpose; should a bug ever skip the proxy,
+    resolving one must fail at once rather than reach a real DNS server."""
+    real = socket.getaddrinfo
+
+    def guarded(host: object, *args: object, **kwargs: object) -> object:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if not (name in ("localhost", "::1", "None") or name.startswith("127.")):
+            raise socket.gaierror(socket.EAI_NONAME, f"{name}: not resolved in the tests")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,7 @@ JOB_OPTIONS = {
     "--rate": (RUN, 20.0),
     "--vpc-quota": (RUN, 1000),
     "--max-attempts": (RUN, 6),
+    "--throttle-timeout": (RUN, 300.0),
     "--max-failure-rate": (RUN, None),
     "--min-settled": (RUN, 100),
     "--drain-timeout": (RUN, 30.0),

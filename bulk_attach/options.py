@@ -53,6 +53,7 @@ from bulk_attach.settings import (
     DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_RATE,
     DEFAULT_READ_TIMEOUT,
+    DEFAULT_THROTTLE_TIMEOUT,
     DEFAULT_VPC_QUOTA,
     DEFAULT_WAIT_LOCK,
     AttemptSettings,
@@ -600,8 +601,9 @@ def _pace(
             min=0.0,
             max=1e6,
             callback=finite,
-            help="Requests per second per region, retries and Describe calls included "
-            "(0 = no limit).",
+            help="At most this many requests per second per region, retries and Describe "
+            "calls included; under it each API's pace follows what the service accepts "
+            "(0 = no ceiling: the pace is found from throttling alone).",
             rich_help_panel=RUN_PANEL,
         ),
     ] = DEFAULT_RATE,
@@ -648,9 +650,25 @@ def _policy(
     max_attempts: Annotated[
         int,
         typer.Option(
-            "--max-attempts", min=1, help="Attach attempts per row.", rich_help_panel=RUN_PANEL
+            "--max-attempts",
+            min=1,
+            help="Attach attempts per row (throttled ones not counted).",
+            rich_help_panel=RUN_PANEL,
         ),
     ] = DEFAULT_MAX_ATTEMPTS,
+    throttle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--throttle-timeout",
+            metavar="SECONDS",
+            min=0.0,
+            max=MAX_SECONDS,
+            callback=finite,
+            help="A throttled row waits; it fails only once the service has accepted nothing "
+            "of its kind for this long.",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = DEFAULT_THROTTLE_TIMEOUT,
     max_failure_rate: Annotated[
         float | None,
         typer.Option(
@@ -705,7 +723,7 @@ def _policy(
     ] = DEFAULT_WAIT_LOCK,
 ) -> JobPolicy:
     return JobPolicy(
-        attempts=AttemptSettings(max_attempts=max_attempts),
+        attempts=AttemptSettings(max_attempts=max_attempts, throttle_timeout=throttle_timeout),
         max_failure_rate=max_failure_rate,
         min_settled=min_settled,
         drain_timeout=drain_timeout,

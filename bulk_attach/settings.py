@@ -25,6 +25,9 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_RATE = 20.0
 DEFAULT_VPC_QUOTA = 1000
 DEFAULT_MAX_ATTEMPTS = 6
+# A throttled request waits, however often: it fails only when the service has accepted
+# nothing of its kind for this long (the limit is shared with every tool of the account).
+DEFAULT_THROTTLE_TIMEOUT = 300.0
 DEFAULT_MIN_SETTLED = 100
 DEFAULT_DRAIN_TIMEOUT = 30.0  # seconds to let in-flight requests settle after Ctrl-C
 DEFAULT_WAIT_LOCK = 0.0  # seconds to wait for another run holding the report (0: refuse)
@@ -99,6 +102,9 @@ class AttemptSettings:
     base_delay: float = 0.2  # seconds; doubled each attempt, with full jitter
     max_delay: float = 20.0
     throttle_base_delay: float = 0.5  # the SDKs' 500 ms for throttling
+    # Seconds a throttled row waits while the service accepts nothing of its kind; throttled
+    # attempts do not count against max_attempts (the rate gate paces them).
+    throttle_timeout: float = DEFAULT_THROTTLE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

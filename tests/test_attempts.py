@@ -1,4 +1,4 @@
-"""Attempt decisions per error class, backoff bounds, and the adaptive rate."""
+"""Attempt decisions per error class, backoff bounds, and a throttled row's time budget."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from bulk_attach.core.attempts import (
     Abort,
-    AdaptiveRate,
     AttemptPolicy,
     GiveUp,
     Reconcile,
@@ -32,7 +31,6 @@ def test_each_class_gets_its_decision() -> None:
 
 
 def test_attempts_run_out() -> None:
-    assert POLICY.decide(5, ErrorClass.THROTTLED, None, 0.5) == GiveUp()
     assert POLICY.decide(5, ErrorClass.NOT_SENT, None, 0.5) == GiveUp()
     # Fatal still aborts and ambiguous still reads back on the last attempt.
     assert POLICY.decide(5, ErrorClass.FATAL, None, 0.5) == Abort()
@@ -96,79 +94,45 @@ def test_backoff_stays_within_bounds(
     decision = policy.decide(attempt, error_class, retry_after, rand)
     if error_class is ErrorClass.AMBIGUOUS:
         assert decision == Reconcile()
+    elif error_class is ErrorClass.THROTTLED:
+        # Paced by the gate: only the service's own retry-after is waited here.
+        assert decision == TryAgain(min(retry_after or 0.0, max_delay))
     else:
         assert decision == TryAgain(delay)
 
 
-# --- the adaptive rate ------------------------------------------------------------------
+# --- a throttled row's budget is time -----------------------------------------------------
 
 
-def test_throttle_slows_down_and_success_recovers() -> None:
-    rate = AdaptiveRate(100.0, beta=0.7, floor=0.05, recovery=0.1, cooldown=0.5)
-    assert rate.current_rate(0.0) == 100.0
-    assert rate.on_throttle(10.0)
-    assert rate.current_rate(10.0) == pytest.approx(70.0)
-    # The rest of the same wave (within the cooldown) is one signal, not many.
-    assert not rate.on_throttle(10.2)
-    assert rate.current_rate(10.2) == pytest.approx(70.0)
-    assert rate.on_throttle(10.6)
-    assert rate.current_rate(10.6) == pytest.approx(49.0)
-    rate.on_success(11.6)  # one second later: +10 % of the configured rate
-    assert rate.current_rate(11.6) == pytest.approx(59.0)
-    rate.on_success(100.0)
-    assert rate.current_rate(100.0) == 100.0
-    assert rate.throttles == 2
-    assert "100.00/100 per s" in repr(rate)
+def test_a_throttled_row_waits_however_often_until_the_service_refuses_for_too_long() -> None:
+    policy = AttemptPolicy(AttemptSettings(max_attempts=2, throttle_timeout=300.0))
+    # The 10,000th throttle is no reason to give up while the service accepts others.
+    assert policy.decide(10_000, ErrorClass.THROTTLED, None, 0.5, refused_for=299.0) == (
+        TryAgain(0.0)
+    )
+    assert policy.decide(1, ErrorClass.THROTTLED, 2.5, 0.5, refused_for=0.0) == TryAgain(2.5)
+    assert policy.decide(1, ErrorClass.THROTTLED, None, 0.5, refused_for=300.0) == GiveUp()
+    # Every other rule keeps counting attempts.
+    assert policy.decide(2, ErrorClass.NOT_SENT, None, 0.5) == GiveUp()
+    assert "throttle_timeout=300s" in repr(policy)
 
 
-def test_reading_the_rate_does_not_recover_it() -> None:
-    rate = AdaptiveRate(10.0, recovery=0.1)
-    rate.on_throttle(0.0)
-    assert rate.current_rate(1000.0) == pytest.approx(7.0)
-
-
-def test_floor_holds_under_a_storm() -> None:
-    rate = AdaptiveRate(200.0, floor=0.05, cooldown=0.0)
-    for i in range(100):
-        rate.on_throttle(float(i))
-    assert rate.current_rate(100.0) == pytest.approx(10.0)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"rate": 0.0},
-        {"rate": -1.0},
-        {"rate": math.inf},
-        {"rate": 1.0, "beta": 1.0},
-        {"rate": 1.0, "floor": 0.0},
-        {"rate": 1.0, "recovery": -1.0},
-    ],
-)
-def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must"):
-        AdaptiveRate(**kwargs)
-
-
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
-    configured=st.floats(min_value=0.1, max_value=10_000),
-    floor=st.floats(min_value=0.01, max_value=1.0),
-    events=st.lists(
-        st.tuples(st.booleans(), st.floats(min_value=-5, max_value=50, allow_nan=False)),
-        max_size=60,
-    ),
+    attempt=st.integers(1, 10**6),
+    refused_for=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    timeout=st.floats(min_value=0, max_value=1e4, allow_nan=False),
+    retry_after=st.none() | st.floats(allow_nan=True),
 )
-def test_adaptive_rate_stays_between_floor_and_configured(
-    configured: float, floor: float, events: list[tuple[bool, float]]
+def test_throttling_gives_up_exactly_at_the_timeout(
+    attempt: int, refused_for: float, timeout: float, retry_after: float | None
 ) -> None:
-    rate = AdaptiveRate(configured, floor=floor)
-    now = 0.0
-    for throttled, step in events:
-        now += step  # clocks may even step back: the bounds must still hold
-        if throttled:
-            rate.on_throttle(now)
-        else:
-            rate.on_success(now)
-        current = rate.current_rate(now)
-        assert configured * floor * (1 - 1e-9) <= current <= configured * (1 + 1e-9)
+    policy = AttemptPolicy(AttemptSettings(max_attempts=1, throttle_timeout=timeout))
+    decision = policy.decide(
+        attempt, ErrorClass.THROTTLED, retry_after, 0.5, refused_for=refused_for
+    )
+    if refused_for >= timeout:
+        assert decision == GiveUp()
+    else:
+        assert isinstance(decision, TryAgain)
+        assert 0.0 <= decision.delay <= policy.settings.max_delay

@@ -71,8 +71,10 @@ async def test_a_world_from_a_file_run_accepts_attaches_every_row(
         (("--access-key-id", "AK"), "give both --access-key-id and --access-key-secret"),
         (("--error-rate", "0.6", "--drop-rate", "0.6"), "fault rates add up to more than 1"),
         (("--world-from", "absent.csv"), "absent.csv: cannot read"),
+        (("--limit", "AttachClassicLinkVpc"), "--limit takes KEY=QPS"),
+        (("--limiter", "leaky"), "limiter must be one of"),
     ],
-    ids=["half-a-key", "rates-over-1", "missing-csv"],
+    ids=["half-a-key", "rates-over-1", "missing-csv", "limit-without-qps", "unknown-limiter"],
 )
 async def test_emulator_usage_errors_exit_2_before_listening(
     run_cli: RunCli, args: tuple[str, ...], message: str
@@ -82,3 +84,44 @@ async def test_emulator_usage_errors_exit_2_before_listening(
     assert result.stdout == ""
     assert result.stderr.startswith("bulk-attach: error: ")
     assert message in result.stderr
+
+
+def test_flow_control_from_the_world_file_under_the_command_line(tmp_path: Path) -> None:
+    from bulk_attach.emulator.cli import _serving, _with_world_flow_control
+    from bulk_attach.emulator.faults import LimiterShape
+    from bulk_attach.emulator.world import WorldSpec, load_world
+
+    world = tmp_path / "world.json"
+    world.write_text(
+        '{"flow_control": {"qps": 10, "limiter": "window", "window_seconds": 60,'
+        ' "limits": {"AttachClassicLinkVpc": 5}}}'
+    )
+    load_world(world)  # the world itself accepts the key
+    spec = WorldSpec(world=world)
+    from_file = _with_world_flow_control(_serving(), spec).faults
+    assert (from_file.qps, from_file.limiter, from_file.window_seconds) == (
+        10,
+        LimiterShape.WINDOW,
+        60,
+    )
+    assert from_file.limit_for("cn-hangzhou", "AttachClassicLinkVpc") == 5
+    assert from_file.limit_for("cn-hangzhou", "DescribeClassicLinkInstances") == 10
+    given = _serving(qps=40, window_seconds=1.0, limiter="bucket", limit=["cn-beijing=3"])
+    merged = _with_world_flow_control(given, spec).faults
+    assert merged.qps == 40
+    assert merged.limiter is LimiterShape.WINDOW
+    assert merged.limit_for("cn-beijing", "DescribeClassicLinkInstances") == 3
+    assert merged.limit_for("cn-beijing", "AttachClassicLinkVpc") == 5  # most specific
+
+
+def test_a_bad_flow_control_in_the_world_names_the_file(tmp_path: Path) -> None:
+    from bulk_attach.emulator.world import load_world
+    from bulk_attach.errors import InputError
+
+    world = tmp_path / "world.json"
+    world.write_text('{"flow_control": {"limiter": "window", "burst": 3}}')
+    with pytest.raises(InputError, match="flow_control: unknown key"):
+        load_world(world)
+    world.write_text('{"flow_control": {"window_seconds": 0}}')
+    with pytest.raises(InputError, match="window_seconds must be a positive"):
+        load_world(world)

@@ -34,7 +34,7 @@ from bulk_attach.api.signing import (
     v3_string_to_sign,
 )
 from bulk_attach.emulator.auth import NonceMemory
-from bulk_attach.emulator.faults import Fault, FaultSettings, RateLimiter
+from bulk_attach.emulator.faults import Fault, FaultSettings, LimiterShape, RateLimiter
 from bulk_attach.emulator.http import parse_wire
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
 from bulk_attach.emulator.server import (
@@ -868,6 +868,52 @@ def test_rate_limiter_refills_with_the_clock() -> None:
     clock.now = 0.1
     assert limiter.admit("k", 10.0) is None
     assert limiter.admit("other", 10.0) is None
+
+
+def test_fixed_windows_refuse_until_the_next_window_and_are_aligned_to_the_clock() -> None:
+    clock = FakeClock(0.0)
+    clock.now = 125.0  # 5 s into minute 2
+    limiter = RateLimiter(clock)
+    window = LimiterShape.WINDOW
+    assert [limiter.admit("k", 0.5, window, 60.0) for _ in range(30)] == [None] * 30
+    assert limiter.admit("k", 0.5, window, 60.0) == pytest.approx(55.0)
+    clock.now = 179.9  # still minute 2: a throttled minute stays throttled
+    assert limiter.admit("k", 0.5, window, 60.0) is not None
+    clock.now = 180.0  # minute 3: the whole budget again, at once
+    assert [limiter.admit("k", 0.5, window, 60.0) for _ in range(30)] == [None] * 30
+    assert limiter.admit("k", 0.5, window, 60.0) is not None
+    # One-second windows, and a limit under one call per window still lets one through.
+    assert [limiter.admit("s", 3.0, window, 1.0) for _ in range(4)] == [None, None, None, 0.0 + 1.0]
+    assert limiter.admit("tiny", 0.01, window, 1.0) is None
+
+
+async def test_limits_per_api_and_region_and_changed_at_run_time() -> None:
+    describe, attach = "DescribeClassicLinkInstances", "AttachClassicLinkVpc"
+    async with harness(
+        qps=100,
+        limiter=LimiterShape.WINDOW,
+        window_seconds=60,
+        limits={attach: 1 / 60, f"{REGION}/{describe}": 2 / 60},
+    ) as h:
+        codes = [(await h.v1(describe, LINKS_A)).status for _ in range(3)]
+        assert codes == [200, 200, 400]
+        assert (await h.v1(attach, ATTACH_A)).status == 200
+        refused = await h.v1(attach, {**ATTACH_A, "InstanceId": "i-b"})
+        assert refused.code == "Throttling.User"
+        assert "i-b" not in h.running.model.links  # not executed
+        # Another tool starts sharing the quota: the control endpoint changes the limit.
+        status, faults = await h.control("faults", {"limits": {attach: 100}, "qps": None})
+        assert status == 200
+        assert faults["settings"]["limits"] == {attach: 100.0}
+        assert faults["settings"]["limiter"] == "window"
+        assert (await h.v1(attach, {**ATTACH_A, "InstanceId": "i-b"})).status == 200
+        assert (await h.v1(describe, LINKS_A)).status == 200  # no limit for it any more
+        status, error = await h.control("faults", {"limiter": "leaky"})
+        assert status == 400
+        assert "limiter" in error["error"]
+        status, error = await h.control("faults", {"limits": {attach: -1}})
+        assert status == 400
+        assert "positive" in error["error"]
 
 
 async def outcomes(h: Harness, count: int) -> list[str]:

@@ -99,14 +99,18 @@ async def no_sleep(_: float) -> None:
     await asyncio.sleep(0)
 
 
-def make(api: FakeApi, *, quota: int = 1000, max_attempts: int = 4):
+def make(
+    api: FakeApi, *, quota: int = 1000, max_attempts: int = 4, throttle_timeout: float = 300.0
+):
     control = RunControl()
     events: list[Event] = []
     worker = Worker(
         api,
         RateGate(None),
         QuotaLedger(quota),
-        AttemptPolicy(AttemptSettings(max_attempts=max_attempts)),
+        AttemptPolicy(
+            AttemptSettings(max_attempts=max_attempts, throttle_timeout=throttle_timeout)
+        ),
         control,
         emit=events.append,
         rand=lambda: 0.5,
@@ -195,13 +199,30 @@ async def test_throttling_is_retried_and_permanent_errors_settle_with_their_code
     assert control.reason is None
 
 
-async def test_retries_stop_at_max_attempts() -> None:
+async def test_throttled_attempts_do_not_count_and_a_refusing_service_fails_rows_in_time() -> None:
+    # Issue 10: rows failed after 6 throttled attempts while the service accepted others.
     api = FakeApi()
-    api.faults["i-0000"] = [ApiError("Throttling", "slow", http_status=400)] * 10
+    api.faults["i-0000"] = [ApiError("Throttling", "slow", http_status=400)] * 4
     worker, control, _ = make(api, max_attempts=3)
+    (result,) = await run_all(worker, control, rows(1))
+    assert result.status is Status.ATTACHED
+    assert result.attempts == 5
+    # Only a service that has accepted nothing for the whole timeout fails the row.
+    api = FakeApi()
+    api.faults["i-0000"] = [ApiError("Throttling", "slow", http_status=400)] * 4
+    worker, control, _ = make(api, max_attempts=3, throttle_timeout=0.0)
     (result,) = await run_all(worker, control, rows(1))
     assert result.status is Status.FAILED
     assert result.error_code == "Throttling"
+    assert api.attach_calls["i-0000"] == 1
+
+
+async def test_retries_stop_at_max_attempts() -> None:
+    api = FakeApi()
+    api.faults["i-0000"] = [TransportError(LocalCode.CONNECT_FAILED, "refused")] * 10
+    worker, control, _ = make(api, max_attempts=3)
+    (result,) = await run_all(worker, control, rows(1))
+    assert result.status is Status.FAILED
     assert api.attach_calls["i-0000"] == 3
 
 

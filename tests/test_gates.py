@@ -94,12 +94,28 @@ def test_no_start_up_burst() -> None:
     assert sum(t < times[0] + 1.0 for t in times) <= 200
 
 
-def test_slowed_down_after_throttling_and_unlimited_when_no_rate() -> None:
-    gate = RateGate(100.0, clock=lambda: 0.0)
-    assert gate.on_throttle("cn-hangzhou") == pytest.approx(70.0)
-    assert "cn-hangzhou" in repr(gate)
-    unlimited = RateGate(None)
-    assert unlimited.on_throttle("cn-hangzhou") is None
-    assert repr(unlimited) == "<RateGate unlimited>"
+async def test_slowed_down_per_region_and_api_and_even_without_a_rate() -> None:
+    now = [10.5]
+    for ceiling in (100.0, None):
+        gate = RateGate(ceiling, clock=lambda: now[0])
+        now[0] = 10.5
+        for _ in range(20):
+            now[0] += 0.02
+            await gate("cn-hangzhou", "AttachClassicLinkVpc")
+            gate.on_answer("cn-hangzhou")
+        now[0] += 0.02
+        await gate("cn-hangzhou", "AttachClassicLinkVpc")
+        lowered = gate.on_throttle("cn-hangzhou")
+        assert lowered is not None
+        assert lowered < 21  # what the service accepted this second, not the ceiling
+        assert gate.on_throttle("cn-hangzhou") is None  # one wave, one decrease
+        learned = gate.learned()
+        assert learned["cn-hangzhou", "AttachClassicLinkVpc"].stalled
+        # Describe has its own pace: throttling on Attach does not slow it.
+        await gate("cn-hangzhou", "DescribeClassicLinkInstances")
+        assert not learned.get(("cn-hangzhou", "DescribeClassicLinkInstances"), None) or (
+            not gate.learned()["cn-hangzhou", "DescribeClassicLinkInstances"].stalled
+        )
+        assert "AttachClassicLinkVpc" in repr(gate)
     with pytest.raises(ValueError, match="positive"):
         RateGate(0)

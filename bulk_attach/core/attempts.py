@@ -1,24 +1,21 @@
-"""In-run attempt decisions (try again, reconcile, give up) and the adaptive slow-down,
-as pure functions of their inputs.
+"""In-run attempt decisions (try again, reconcile, give up), as pure functions of their
+inputs.
 
 ``AttemptPolicy.decide`` maps (attempt, error class, the service's retry-after, a random
-number) to one of four small decisions; the engine does the waiting and the I/O. The
-catalog decides the class; nothing here looks at HTTP statuses.
+number, how long the service has refused everything) to one of four small decisions; the
+engine does the waiting and the I/O. The catalog decides the class; nothing here looks at
+HTTP statuses.
 
-* throttled: wait, exponentially longer from ``throttle_base_delay`` with full jitter, but
-  never less than the service's ``x-acs-retry-after``;
+* throttled: send again, however often: the rate gate (``core/flow.py``) holds it until
+  the service accepts requests again, so the only wait here is the service's own
+  ``x-acs-retry-after``. Its budget is time, not attempts: the row gives up only once the
+  service has accepted nothing of its kind for ``throttle_timeout`` seconds, and throttled
+  attempts do not count against ``max_attempts`` (the engine passes ``attempt`` without
+  them);
 * not sent: wait (exponential backoff with full jitter from ``base_delay``) and send again;
 * ambiguous: the call may have run, so never re-send blindly: ``Reconcile`` (read the link
   back), then ask ``after_reconcile`` whether to send again;
 * permanent: give up; fatal: abort the whole run.
-
-``AdaptiveRate`` is the run-wide slow-down on throttling, after the AWS SDKs' adaptive
-retry mode but simpler (AIMD): each throttle multiplies the allowed rate by ``beta`` (at
-most once per ``cooldown`` seconds, since the requests already in flight come back
-throttled together: one wave is one signal), never below ``floor`` of the configured rate.
-Successes win it back additively, ``recovery`` of the configured rate per second since the
-last throttle or success: only evidence that the service accepts requests again raises the
-rate, and reading the rate never changes it.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from bulk_attach.settings import AttemptSettings
 
 __all__ = [
     "Abort",
-    "AdaptiveRate",
     "AttemptPolicy",
     "Decision",
     "GiveUp",
@@ -104,7 +100,13 @@ class AttemptPolicy:
         error_class: ErrorClass,
         retry_after: float | None,
         rand: float,
+        *,
+        refused_for: float = 0.0,
     ) -> Decision:
+        """``attempt`` counts the attempts that were not throttled; ``refused_for`` is how
+        long the service has accepted nothing like this request (throttled ones only)."""
+        if error_class is ErrorClass.THROTTLED:
+            return self.after_throttle(retry_after, refused_for)
         if error_class is ErrorClass.FATAL:
             return Abort()
         if error_class is ErrorClass.PERMANENT:
@@ -115,6 +117,16 @@ class AttemptPolicy:
         if attempt >= self.settings.max_attempts:
             return GiveUp()
         return TryAgain(self.backoff(attempt, error_class, retry_after, rand))
+
+    def after_throttle(self, retry_after: float | None, refused_for: float) -> TryAgain | GiveUp:
+        """A throttled request: again (after the service's retry-after, if any) until the
+        service has refused everything for ``throttle_timeout``."""
+        if refused_for >= self.settings.throttle_timeout:
+            return GiveUp()
+        delay = 0.0
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            delay = min(retry_after, self.settings.max_delay)
+        return TryAgain(delay)
 
     def after_reconcile(self, attempt: int, rand: float) -> TryAgain | GiveUp:
         """The read-back found no link: the ambiguous call did not run, so it may be sent
@@ -127,85 +139,5 @@ class AttemptPolicy:
         s = self.settings
         return (
             f"<AttemptPolicy max_attempts={s.max_attempts} base={s.base_delay:g}s "
-            f"throttle_base={s.throttle_base_delay:g}s max_delay={s.max_delay:g}s>"
-        )
-
-
-class AdaptiveRate:
-    """The share of the configured rate a region may use now; times are any monotonic clock.
-
-    Invariant: ``floor * rate <= current_rate(now) <= rate``.
-    """
-
-    __slots__ = (
-        "_fraction",
-        "_last_decrease",
-        "_updated",
-        "beta",
-        "cooldown",
-        "floor",
-        "rate",
-        "recovery",
-        "throttles",
-    )
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        beta: float = 0.7,
-        floor: float = 0.05,
-        recovery: float = 0.05,
-        cooldown: float = 0.5,
-    ) -> None:
-        if rate <= 0 or not math.isfinite(rate):
-            raise ValueError("rate must be a positive number")
-        if not 0 < beta < 1:
-            raise ValueError("beta must be between 0 and 1")
-        if not 0 < floor <= 1:
-            raise ValueError("floor must be in (0, 1]")
-        if recovery < 0 or cooldown < 0:
-            raise ValueError("recovery and cooldown must not be negative")
-        self.rate = rate
-        self.beta = beta
-        self.floor = floor
-        self.recovery = recovery  # fraction of the configured rate regained per second
-        self.cooldown = cooldown
-        self._fraction = 1.0
-        self._updated: float | None = None  # when _fraction was last brought up to date
-        self._last_decrease: float | None = None
-        self.throttles = 0  # decreases applied
-
-    @property
-    def fraction(self) -> float:
-        """The share of the configured rate allowed now, in ``[floor, 1]``."""
-        return self._fraction
-
-    def current_rate(self, now: float) -> float:
-        """Requests per second allowed at ``now`` (read-only: does not change the state;
-        ``now`` is taken so a time-based model can replace this one without API change)."""
-        return self.rate * self._fraction
-
-    def on_throttle(self, now: float) -> bool:
-        """The service throttled a request; True when this slowed the rate down (the first
-        throttle of a wave), False when it fell within the cooldown of the last one."""
-        if self._last_decrease is not None and 0 <= now - self._last_decrease < self.cooldown:
-            return False
-        self._fraction = max(self.floor, self._fraction * self.beta)
-        self._updated = now
-        self._last_decrease = now
-        self.throttles += 1
-        return True
-
-    def on_success(self, now: float) -> None:
-        """A request succeeded: regain rate for the time since the last update."""
-        if self._fraction < 1.0:
-            elapsed = 0.0 if self._updated is None else max(0.0, now - self._updated)
-            self._fraction = min(1.0, self._fraction + self.recovery * elapsed)
-            self._updated = now
-
-    def __repr__(self) -> str:
-        return (
-            f"<AdaptiveRate {self.rate * self._fraction:.2f}/{self.rate:g} per s "
-            f"({self._fraction:.0%}), throttles={self.throttles}>"
+            f"throttle_timeout={s.throttle_timeout:g}s max_delay={s.max_delay:g}s>"
         )

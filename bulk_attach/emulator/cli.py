@@ -77,6 +77,34 @@ def _serving(
             rich_help_panel=FAULTS_PANEL,
         ),
     ] = None,
+    limiter: Annotated[
+        str | None,
+        typer.Option(
+            "--limiter",
+            metavar="bucket|window",
+            help="Flow control's shape: a token bucket (1 s of burst) or fixed windows of "
+            "--window-seconds aligned to the clock \\[default: bucket].",
+            rich_help_panel=FAULTS_PANEL,
+        ),
+    ] = None,
+    window_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--window-seconds",
+            min=0.001,
+            help="Length of a --limiter window (60: ECS's per-minute windows) \\[default: 1].",
+            rich_help_panel=FAULTS_PANEL,
+        ),
+    ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--limit",
+            metavar="KEY=QPS",
+            help="Requests/s for one API, region or region/API (repeatable; beats --qps).",
+            rich_help_panel=FAULTS_PANEL,
+        ),
+    ] = None,
     latency_ms: Annotated[
         float, typer.Option("--latency-ms", min=0.0, rich_help_panel=FAULTS_PANEL)
     ] = 0.0,
@@ -105,6 +133,13 @@ def _serving(
 
     if (access_key_id is None) != (access_key_secret is None):
         raise UsageError("give both --access-key-id and --access-key-secret, or neither")
+    flow: dict[str, Any] = {}
+    if limiter is not None:
+        flow["limiter"] = limiter
+    if window_seconds is not None:
+        flow["window_seconds"] = window_seconds
+    if limit:
+        flow["limits"] = _parse_limits(limit)
     try:
         faults = FaultSettings(
             qps=qps or None,
@@ -118,7 +153,7 @@ def _serving(
             hang_seconds=hang_seconds,
             commit_then_error_rate=commit_then_error_rate,
             commit_then_drop_rate=commit_then_drop_rate,
-        )
+        ).updated(flow)
     except ValueError as error:  # e.g. fault rates that add up to more than 1
         raise UsageError(str(error)) from None
     return EmulatorSettings(
@@ -130,6 +165,21 @@ def _serving(
         if access_key_id and access_key_secret
         else {},
     )
+
+
+def _parse_limits(entries: list[str]) -> dict[str, float]:
+    """``--limit AttachClassicLinkVpc=40 --limit cn-beijing=10`` as the ``limits`` mapping."""
+    limits: dict[str, float] = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        try:
+            qps = float(value)
+        except ValueError:
+            qps = -1.0
+        if not sep or not key.strip() or not qps > 0:
+            raise UsageError(f"--limit takes KEY=QPS with a positive QPS, not {entry!r}")
+        limits[key.strip()] = qps
+    return limits
 
 
 def _world(
@@ -208,6 +258,7 @@ def emulator(*, serving: EmulatorSettings, world_spec: WorldSpec, verbose: Verbo
 
     setup_logging(verbose)
     model = build_world(world_spec)
+    serving = _with_world_flow_control(serving, world_spec)
     started: list[RunningEmulator] = []
 
     def ready(running: RunningEmulator) -> None:
@@ -226,6 +277,37 @@ def emulator(*, serving: EmulatorSettings, world_spec: WorldSpec, verbose: Verbo
             save_state(started[0].model, world_spec.state)
             typer.echo(f"emulator state saved to {world_spec.state}")
         typer.echo("emulator stopped")
+
+
+def _with_world_flow_control(serving: EmulatorSettings, spec: WorldSpec) -> EmulatorSettings:
+    """The world file's ``flow_control`` under the command line's: options that differ
+    from their defaults win over the file."""
+    import dataclasses
+
+    from bulk_attach.emulator.world import flow_control_of
+
+    if spec.world is None:
+        return serving
+    flow = flow_control_of(spec.world)
+    if not flow:
+        return serving
+    cli = serving.faults
+    base = dataclasses.replace(cli, qps=None, limits={})
+    try:
+        merged = base.updated(flow)
+    except ValueError as error:
+        raise UsageError(f"{spec.world}: flow_control: {error}") from None
+    default = type(cli)()
+    explicit: dict[str, Any] = {
+        name: getattr(cli, name)
+        for name in ("limiter", "window_seconds")
+        if getattr(cli, name) != getattr(default, name)
+    }
+    if cli.qps is not None:
+        explicit["qps"] = cli.qps
+    if cli.limits:
+        explicit["limits"] = {**merged.limits, **cli.limits}
+    return dataclasses.replace(serving, faults=merged.updated(explicit))
 
 
 def banner(

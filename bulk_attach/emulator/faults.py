@@ -2,10 +2,15 @@
 
 Two independent mechanisms, both applied only to API calls (never to the control endpoint):
 
-* ``RateLimiter``: a token bucket per key (account, region, action) refilled at ``qps``
-  tokens per second with a burst of one second's worth. A request without a token is
-  refused with ``Throttling.User`` and was not executed, exactly like the service's flow
-  control. Time comes from an injectable clock so tests move it instead of sleeping.
+* ``RateLimiter``: flow control per key (account, region, action), in one of two shapes
+  (``FaultSettings.limiter``): a token bucket refilled at ``qps`` tokens per second with a
+  burst of one second's worth, or fixed windows of ``window_seconds`` aligned to the clock
+  (``qps * window_seconds`` calls each; 60-second windows are the documented ECS behaviour:
+  a call throttled in minute T works again from minute T+1). The limit is ``qps``, or the
+  entry of ``limits`` for the call's ``region/Action``, ``Action`` or ``region`` (most
+  specific first). A request over the limit is refused with ``Throttling.User`` and was not
+  executed, exactly like the service's flow control. Time comes from an injectable clock
+  so tests move it instead of sleeping; a changed limit applies from the next request.
 * ``FaultInjector``: one ``random.Random(seed)``, and exactly two draws per API request taken
   synchronously when the request arrives (one picks the fault, one the latency jitter). The
   same seed and the same arrival order therefore give the same sequence of outcomes,
@@ -24,11 +29,25 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Fault", "FaultDraw", "FaultInjector", "FaultSettings", "RateLimiter"]
+__all__ = [
+    "Fault",
+    "FaultDraw",
+    "FaultInjector",
+    "FaultSettings",
+    "LimiterShape",
+    "RateLimiter",
+]
+
+
+class LimiterShape(StrEnum):
+    """How the emulator's flow control counts calls."""
+
+    BUCKET = "bucket"  # token bucket, one second's worth of burst
+    WINDOW = "window"  # fixed windows of window_seconds, aligned to the clock
 
 
 class Fault(StrEnum):
@@ -58,6 +77,11 @@ class FaultSettings:
     """Flow control, latency and fault rates; replaced whole when changed at runtime."""
 
     qps: float | None = None  # per account, region and action; None = unlimited
+    limiter: LimiterShape = LimiterShape.BUCKET
+    window_seconds: float = 1.0  # the window's length when limiter is "window"
+    # Per-API and per-region limits: "region/Action", "Action" or "region" -> qps (None:
+    # unlimited); the most specific entry wins over ``qps``.
+    limits: Mapping[str, float | None] = field(default_factory=dict)
     retry_after_ms: int | None = None  # x-acs-retry-after on throttled answers; None = omit
     latency_ms: float = 0.0
     jitter_ms: float = 0.0  # uniform extra latency in [0, jitter_ms)
@@ -78,6 +102,14 @@ class FaultSettings:
             raise ValueError("the fault rates add up to more than 1")
         if self.qps is not None and not (self.qps > 0 and math.isfinite(self.qps)):
             raise ValueError(f"qps must be a positive number, not {self.qps}")
+        for key, limit in self.limits.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"limits: {key!r} is not a region, an Action or region/Action")
+            if limit is not None and not (limit > 0 and math.isfinite(limit)):
+                raise ValueError(f"limits[{key!r}] must be a positive number, not {limit}")
+        if not (self.window_seconds > 0 and math.isfinite(self.window_seconds)):
+            raise ValueError(f"window_seconds must be a positive number, not {self.window_seconds}")
+        object.__setattr__(self, "limiter", LimiterShape(self.limiter))
         if self.retry_after_ms is not None and self.retry_after_ms < 0:
             raise ValueError("retry_after_ms must not be negative")
         for name in ("latency_ms", "jitter_ms", "hang_seconds"):
@@ -85,7 +117,19 @@ class FaultSettings:
                 raise ValueError(f"{name} must not be negative")
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["limiter"] = str(self.limiter)
+        data["limits"] = dict(self.limits)
+        return data
+
+    def limit_for(self, region: str, action: str) -> float | None:
+        """Calls per second allowed for ``action`` in ``region``; None: unlimited."""
+        limits = self.limits
+        if limits:
+            for key in (f"{region}/{action}", action, region):
+                if key in limits:
+                    return limits[key]
+        return self.qps
 
     def updated(self, changes: Mapping[str, Any]) -> FaultSettings:
         """A copy with ``changes`` applied (the control endpoint's JSON); ValueError if bad."""
@@ -94,7 +138,15 @@ class FaultSettings:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault setting {name!r}")
-            if value is None:
+            if name == "limiter":
+                try:
+                    clean[name] = LimiterShape(value)
+                except ValueError:
+                    shapes = [str(s) for s in LimiterShape]
+                    raise ValueError(f"limiter must be one of {shapes}, not {value!r}") from None
+            elif name == "limits":
+                clean[name] = _limits(value)
+            elif value is None:
                 if name not in ("qps", "retry_after_ms"):
                     raise ValueError(f"{name} cannot be null")
                 clean[name] = None
@@ -129,6 +181,18 @@ class FaultSettings:
     def latency_for(self, draw: float) -> float:
         """Seconds to wait before answering, from one uniform draw in [0, 1)."""
         return (self.latency_ms + self.jitter_ms * draw) / 1000.0
+
+
+def _limits(value: Any) -> dict[str, float | None]:
+    """``limits`` from JSON: an object of key -> positive number or null."""
+    if not isinstance(value, Mapping):
+        raise ValueError("limits must be an object of region/Action -> calls per second")
+    clean: dict[str, float | None] = {}
+    for key, limit in value.items():
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+            raise ValueError(f"limits[{key!r}] must be a number or null")
+        clean[str(key)] = None if limit is None else float(limit)
+    return clean
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,17 +231,27 @@ class FaultInjector:
 
 
 class RateLimiter:
-    """Token buckets per key: ``qps`` tokens per second, at most one second's worth banked."""
+    """Flow control per key: token buckets (one second's worth banked) or fixed windows."""
 
-    __slots__ = ("_buckets", "_clock")
+    __slots__ = ("_buckets", "_clock", "_windows")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         # key -> (tokens, time of last refill)
         self._buckets: dict[object, tuple[float, float]] = {}
+        # key -> (window number, calls admitted in it)
+        self._windows: dict[object, tuple[int, int]] = {}
 
-    def admit(self, key: object, qps: float) -> float | None:
-        """Take a token: None if admitted, else the seconds until one will be available."""
+    def admit(
+        self,
+        key: object,
+        qps: float,
+        shape: LimiterShape = LimiterShape.BUCKET,
+        window: float = 1.0,
+    ) -> float | None:
+        """Admit one call: None if admitted, else the seconds until one will be."""
+        if shape is LimiterShape.WINDOW:
+            return self._admit_window(key, qps, window)
         now = self._clock()
         capacity = max(1.0, qps)
         tokens, last = self._buckets.get(key, (capacity, now))
@@ -188,8 +262,23 @@ class RateLimiter:
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / qps
 
+    def _admit_window(self, key: object, qps: float, window: float) -> float | None:
+        now = self._clock()
+        number = math.floor(now / window)
+        # At least one call per window, so a tiny limit still lets something through.
+        budget = max(1, math.floor(qps * window + 1e-9))
+        current, count = self._windows.get(key, (number, 0))
+        if current != number:
+            count = 0
+        if count < budget:
+            self._windows[key] = (number, count + 1)
+            return None
+        self._windows[key] = (number, count)
+        return (number + 1) * window - now
+
     def reset(self) -> None:
         self._buckets.clear()
+        self._windows.clear()
 
     def __repr__(self) -> str:
-        return f"<RateLimiter keys={len(self._buckets)}>"
+        return f"<RateLimiter keys={len(self._buckets) + len(self._windows)}>"

@@ -179,7 +179,7 @@ class Emulator:
 
     def _throttle(self, settings: FaultSettings, qps: float, key: tuple[str, str, str]) -> None:
         """Flow control per account, region and action: Throttling.User when over qps."""
-        if self.limiter.admit(key, qps) is None:
+        if self.limiter.admit(key, qps, settings.limiter, settings.window_seconds) is None:
             return
         self.injected["throttled"] += 1
         headers = {}
@@ -221,8 +221,9 @@ class Emulator:
                 raise ApiFault("UnsupportedHTTPMethod")
             caller = self.authenticator.authenticate(parsed)
             action = find_action(parsed)
-            if settings.qps is not None:
-                self._throttle(settings, settings.qps, (caller.account, region, action.name))
+            qps = settings.limit_for(region, action.name)
+            if qps is not None:
+                self._throttle(settings, qps, (caller.account, region, action.name))
             fault = settings.fault_for(draw.fault, mutating=action.mutating)
             if fault in _BEFORE:
                 self.injected[fault.value] += 1

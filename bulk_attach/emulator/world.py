@@ -25,7 +25,13 @@ lines. The JSON format (the README documents it; keys follow the API's spelling)
          "Status": "Available",           # Available|Pending (default Available)
          "CidrBlock": "172.16.0.0/12"}    # (default 172.16.0.0/12)
       ],
-      "links": [{"InstanceId": "i-bp1...", "VpcId": "vpc-bp1..."}]
+      "links": [{"InstanceId": "i-bp1...", "VpcId": "vpc-bp1..."}],
+      "flow_control": {                   # optional: the emulator's flow control
+        "qps": 40,                        # per account, region and API (null: none)
+        "limiter": "window",              # bucket|window (default bucket)
+        "window_seconds": 60,             # a window's length (default 1)
+        "limits": {"AttachClassicLinkVpc": 10, "cn-beijing/DescribeClassicLinkInstances": 5}
+      }
     }
 
 Every problem is an :class:`~bulk_attach.errors.InputError` naming the file and the entry
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bulk_attach.core.rows import Row, is_region_id
+from bulk_attach.emulator.faults import FaultSettings
 from bulk_attach.emulator.model import (
     DEFAULT_ACCOUNT,
     DEFAULT_CIDR_BLOCK,
@@ -76,6 +83,7 @@ __all__ = [
     "WorldSpec",
     "build_world",
     "dump_world",
+    "flow_control_of",
     "load_world",
     "save_state",
     "save_world",
@@ -83,7 +91,10 @@ __all__ = [
     "world_from_pairs",
 ]
 
-_TOP_KEYS: Final = frozenset({"comment", "quota", "regions", "instances", "vpcs", "links"})
+_TOP_KEYS: Final = frozenset(
+    {"comment", "quota", "regions", "instances", "vpcs", "links", "flow_control"}
+)
+_FLOW_KEYS: Final = frozenset({"qps", "limiter", "window_seconds", "limits", "retry_after_ms"})
 _INSTANCE_KEYS: Final = frozenset(
     {
         "InstanceId",
@@ -277,6 +288,7 @@ def world_from_dict(
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise p.error("", f"unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    _flow_control(p, data.get("flow_control"))
     file_quota = _quota(p, "quota", data.get("quota"), "quota")
     quota = default_quota if default_quota is not None else file_quota
     model = EcsModel(variant=variant, default_quota=DEFAULT_QUOTA if quota is None else quota)
@@ -304,10 +316,29 @@ def world_from_dict(
     return model
 
 
-def load_world(
-    path: str | Path, *, variant: str = "2018", default_quota: int | None = None
-) -> EcsModel:
-    """A model from a world JSON file; InputError (naming the file) for any problem."""
+def _flow_control(p: _Problems, value: Any) -> dict[str, Any]:
+    """The world's ``flow_control`` object, checked as the control endpoint checks it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise p.error("flow_control", "must be an object")
+    _check_keys(p, "flow_control", value, _FLOW_KEYS)
+    try:
+        FaultSettings().updated(value)
+    except ValueError as error:
+        raise p.error("flow_control", str(error)) from None
+    return dict(value)
+
+
+def flow_control_of(path: str | Path) -> dict[str, Any]:
+    """The flow-control settings a world file asks for (``{}`` when none)."""
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        return {}
+    return _flow_control(_Problems(str(path)), data.get("flow_control"))
+
+
+def _read_json(path: str | Path) -> Any:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -316,10 +347,17 @@ def load_world(
     except UnicodeDecodeError as exc:
         raise InputError(source, f"not UTF-8 text: {exc.reason}") from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from exc
-    return world_from_dict(data, source=source, variant=variant, default_quota=default_quota)
+
+
+def load_world(
+    path: str | Path, *, variant: str = "2018", default_quota: int | None = None
+) -> EcsModel:
+    """A model from a world JSON file; InputError (naming the file) for any problem."""
+    data = _read_json(path)
+    return world_from_dict(data, source=str(path), variant=variant, default_quota=default_quota)
 
 
 def world_from_pairs(

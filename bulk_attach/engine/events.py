@@ -50,7 +50,8 @@ class RowSettled:
 @dataclass(frozen=True, slots=True)
 class Throttled:
     region: str
-    rate: float  # the rate the run slowed down to, requests per second
+    rate: float  # the pace the run slowed down to, requests per second
+    api: str = ""  # the API action throttled (paces are per region and API)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,22 +1,22 @@
-"""Flow-control gates every request passes before it leaves: one rate limiter per region.
+"""Flow-control gates every request passes before it leaves: one per region and API.
 
 The gate is a small object with the client's ``RequestGate`` hook (awaited before each HTTP
-request, retries and Describe calls included) plus two feedback hooks the worker calls:
-``on_throttle`` and ``on_success``. The pool knows nothing of rates.
+request, retries and Describe calls included) plus the feedback hooks the worker and the
+reads call with each answer: ``on_answer`` (the service answered) and ``on_throttle``. The
+pool knows nothing of rates.
 
-Why a small bucket: ``AsyncLimiter(rate, 1)`` would let a full second's worth of requests
-out at once on start-up and then keep dripping, so a 1-second window could see twice the
-rate. A bucket of ``capacity`` tokens leaking ``leak`` per second lets at most
-``capacity + leak - 1`` requests out in any 1-second window, so ``leak = rate - capacity + 1``
-keeps every window at ``rate``. A capacity of 1 would space requests exactly, but the event
-loop wakes a timer up to a millisecond late and a 1-token bucket can never catch up: at 200/s
-that cost 16 % of the rate. From 35/s up, a second token (more at very high rates) absorbs the
-lateness for at most one request per window (see ``bucket_for``).
+The decisions are ``core/flow.FlowControl``'s, one per (region, API action): it learns the
+service's limit from what the service accepts and runs just under it. Limits are per API at
+ECS, so throttling on Attach does not slow Describe, nor the other way round. The user's
+``--rate`` stays what it always was, a ceiling on all requests to a region together (none
+with ``--rate 0``): one more ``FlowControl`` per region that only paces, never learns.
+This module is their async shell: requests of one (region, API) queue in arrival order,
+and only the head waits for the controller's ``delay``; an answer that ends a stall wakes
+it at once.
 
-Adaptive slow-down (like the AWS SDKs' adaptive retry mode): when the service throttles,
-the region's allowed rate drops; it recovers gradually on success. The limiter itself keeps
-the configured rate; a slowed-down region pays more than one token per request
-(``configured / current``), carried as a fractional debt so the average is exact.
+A task's answer is fed back to the (region, API) it last passed (a task sends one request
+at a time), so ``ReadOnly``, which does not know which Describe call it is running, needs
+no more than the region.
 
 Stopping: the gate is the last place a request waits before it leaves, so it is where an
 interrupted run (``RunControl.sending_closed``) stops it: a wait at the gate ends at once
@@ -32,111 +32,119 @@ exactly when its attach may reach the service, not while it merely waited for a 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
-from aiolimiter import AsyncLimiter
-
-from bulk_attach.core.attempts import AdaptiveRate
+from bulk_attach.core.flow import FlowControl
 from bulk_attach.engine.control import RunControl, SendingClosed
 
-__all__ = ["RateGate", "RegionGate", "bucket_for"]
+__all__ = ["ApiGate", "RateGate"]
 
 
-def bucket_for(rate: float) -> AsyncLimiter:
-    """A leaky bucket that lets at most ``rate`` requests out in any 1-second window."""
-    capacity = 1 if rate < _SLACK_FROM else max(2, math.ceil(rate / 100))
-    # A hair under the exact figure, so that a few ms of jitter between leaving here and
-    # arriving there cannot put one request too many into a second at the service.
-    leak = (rate - capacity + 1) * (1 - _JITTER_MARGIN)  # per second
-    return AsyncLimiter(capacity, capacity / leak)
+class ApiGate:
+    """The queue and the controller of one region and API action."""
 
+    __slots__ = ("_changed", "_clock", "_lock", "action", "control", "region", "sent")
 
-# Below this rate a 1 ms late wake-up costs under 3.5 % of the rate, and a spare token (which
-# costs one request per second of sustained rate) would cost more.
-_SLACK_FROM = 35.0
-_JITTER_MARGIN = 0.005
-
-
-class RegionGate:
-    """The limiter and adaptive state of one region."""
-
-    __slots__ = ("_adaptive", "_clock", "_debt", "_limiter", "rate", "region", "sent")
-
-    def __init__(self, region: str, rate: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, region: str, action: str, rate: float | None, clock: Callable[[], float]
+    ) -> None:
         self.region = region
-        self.rate = rate
-        self._limiter = bucket_for(rate)
-        self._adaptive = AdaptiveRate(rate)
+        self.action = action
+        self.control = FlowControl(rate)
         self._clock = clock
-        self._debt = 0.0
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
         self.sent = 0
 
-    def current_rate(self) -> float:
-        return self._adaptive.current_rate(self._clock())
-
     async def acquire(self) -> None:
-        self._debt += self.rate / max(self.current_rate(), 1e-9)
-        tokens = int(self._debt)
-        self._debt -= tokens
-        for _ in range(tokens):
-            await self._limiter.acquire()
-        self.sent += 1
+        control = self.control
+        clock = self._clock
+        if not self._lock.locked() and control.delay(clock()) <= 0:
+            control.sent(clock())  # the common case at speed: no queue, no wait
+            self.sent += 1
+            return
+        async with self._lock:
+            while (wait := control.delay(clock())) > 0:
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass
+            control.sent(clock())
+            self.sent += 1
 
-    def on_throttle(self) -> float:
-        self._adaptive.on_throttle(self._clock())
-        return self.current_rate()
+    def on_answer(self) -> None:
+        if self.control.on_accepted(self._clock()):
+            self._changed.set()  # a stall ended: the head of the queue goes now
 
-    def on_success(self) -> None:
-        self._adaptive.on_success(self._clock())
+    def on_throttle(self) -> bool:
+        return self.control.on_throttle(self._clock())
+
+    @property
+    def rate(self) -> float:
+        return self.control.pace
 
     def __repr__(self) -> str:
-        return (
-            f"<RegionGate {self.region} {self.current_rate():.1f}/{self.rate:g} per s, "
-            f"sent={self.sent}>"
-        )
+        return f"<ApiGate {self.region} {self.action} sent={self.sent} {self.control!r}>"
 
 
 # The gate a task has already passed for the request it sends next (see ``admitted``).
 # Task-local by nature: each worker is its own task, so one row's admission is never
 # spent by another's request.
 _ADMITTED: ContextVar[RateGate | None] = ContextVar("bulk_attach_admitted", default=None)
+# The gate this task last passed: its answer is that gate's feedback.
+_LAST: ContextVar[ApiGate | None] = ContextVar("bulk_attach_last_gate", default=None)
 
 
 class RateGate:
-    """Per-region rate limits for a run; ``rate=None`` lets everything through."""
+    """Flow control for a run: per region and API, under ``rate`` per second (None: no
+    ceiling, but still slowed down by throttling)."""
 
-    __slots__ = ("_clock", "_control", "_regions", "rate")
+    __slots__ = ("_ceilings", "_clock", "_control", "_gates", "rate")
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.time) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
+        # Wall time: the service's windows are whole seconds and minutes of the clock.
         self._clock = clock
-        self._regions: dict[str, RegionGate] = {}
+        self._gates: dict[tuple[str, str], ApiGate] = {}
+        self._ceilings: dict[str, ApiGate] = {}  # --rate, per region, all APIs together
         self._control: RunControl | None = None
 
     def close_with(self, control: RunControl) -> None:
         """Let nothing through once ``control`` closes sending (an interrupted run)."""
         self._control = control
 
-    def _region(self, region: str) -> RegionGate | None:
-        if self.rate is None:
-            return None
-        gate = self._regions.get(region)
+    def now(self) -> float:
+        return self._clock()
+
+    def gate(self, region: str, action: str) -> ApiGate:
+        gate = self._gates.get((region, action))
         if gate is None:
-            gate = self._regions[region] = RegionGate(region, self.rate, self._clock)
+            gate = self._gates[(region, action)] = ApiGate(region, action, self.rate, self._clock)
         return gate
+
+    async def _acquire(self, gate: ApiGate) -> None:
+        await gate.acquire()
+        if self.rate is not None:
+            ceiling = self._ceilings.get(gate.region)
+            if ceiling is None:
+                ceiling = self._ceilings[gate.region] = ApiGate(
+                    gate.region, "*", self.rate, self._clock
+                )
+            await ceiling.acquire()
 
     async def __call__(self, region: str, action: str) -> None:
         """The client's hook, awaited right before each request is sent."""
         if _ADMITTED.get() is self:
             _ADMITTED.set(None)  # paid for by ``admitted``; the next request pays again
             return
-        await self._pass(region)
+        await self._pass(region, action)
 
     @asynccontextmanager
     async def admitted(self, region: str, action: str) -> AsyncIterator[None]:
@@ -144,39 +152,53 @@ class RateGate:
 
         Raises ``SendingClosed`` instead when the run is interrupted before admission.
         """
-        await self._pass(region)
+        await self._pass(region, action)
         token = _ADMITTED.set(self)
         try:
             yield
         finally:
             _ADMITTED.reset(token)  # unspent if the block sent nothing through this gate
 
-    async def _pass(self, region: str) -> None:
+    async def _pass(self, region: str, action: str) -> None:
         control = self._control
-        gate = self._region(region)
-        if gate is None:
-            await asyncio.sleep(0)
-        elif control is None:
-            await gate.acquire()
+        gate = self.gate(region, action)
+        _LAST.set(gate)
+        if control is None:
+            await self._acquire(gate)
         else:
-            await control.unless_closed(gate.acquire())
+            await control.unless_closed(self._acquire(gate))
         # Checked after the wait too: sending may have closed while this task was woken.
         if control is not None and control.sending_closed:
             raise SendingClosed
 
-    def on_throttle(self, region: str) -> float | None:
-        """Slow the region down; returns its new rate (None when unlimited)."""
-        gate = self._region(region)
-        return gate.on_throttle() if gate is not None else None
+    def _last(self, region: str) -> ApiGate:
+        gate = _LAST.get()
+        if gate is None or gate.region != region:
+            return self.gate(region, "")
+        return gate
 
-    def on_success(self, region: str) -> None:
-        gate = self._region(region)
-        if gate is not None:
-            gate.on_success()
+    def on_throttle(self, region: str) -> float | None:
+        """The request this task last sent to ``region`` was throttled; returns the new
+        pace when this lowered it, else None."""
+        gate = self._last(region)
+        return gate.rate if gate.on_throttle() else None
+
+    def on_answer(self, region: str) -> None:
+        """The request this task last sent to ``region`` was answered (not throttled)."""
+        self._last(region).on_answer()
+
+    on_success = on_answer
+
+    def last_accepted(self, region: str) -> float | None:
+        """When the service last accepted a request like this task's last one."""
+        return self._last(region).control.last_accepted
+
+    def learned(self) -> dict[tuple[str, str], FlowControl]:
+        """Each (region, API)'s controller: its pace, learned limit and counts."""
+        return {key: gate.control for key, gate in self._gates.items()}
 
     def __repr__(self) -> str:
-        if self.rate is None:
-            return "<RateGate unlimited>"
-        inner = ", ".join(repr(g) for g in self._regions.values())
+        inner = ", ".join(repr(g) for g in self._gates.values())
+        ceiling = "no ceiling" if self.rate is None else f"at most {self.rate:g}/s per region"
         closed = " closed" if self._control is not None and self._control.sending_closed else ""
-        return f"<RateGate {self.rate:g}/s per region{closed} [{inner}]>"
+        return f"<RateGate {ceiling}{closed} [{inner}]>"

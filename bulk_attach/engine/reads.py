@@ -1,7 +1,9 @@
 """Read-only calls with their own retries: the attacher's ``_read_only``, shared.
 
 Describe calls are idempotent, so every transient failure is retried (throttling slows the
-region's gate down), a permanent one is the caller's to report, and a fatal one stops the
+gate of that region and API down, and a throttled call waits at the gate for as long as the
+service keeps accepting anything within ``throttle_timeout``, attempts uncounted), a
+permanent one is the caller's to report, and a fatal one stops the
 run (``StopReason.FATAL``, exit 3). Until the service has answered once, the endpoint
 itself is in question: calls the API did not answer are counted, and a wrong endpoint
 stops the run after a few of them rather than after retries per row.
@@ -17,7 +19,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bulk_attach.core.attempts import AttemptPolicy
+from bulk_attach.core.attempts import AttemptPolicy, TryAgain
 from bulk_attach.core.catalog import ErrorClass, LocalCode
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Listener, RunStopping, Throttled
@@ -85,12 +87,21 @@ class ReadOnly:
 
     async def __call__(self, region: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
+        refused_since: float | None = None  # when this call's run of throttles began
+        gate = self._gate
         while True:
             attempt += 1
             try:
                 answer = await call()
             except EcsError as error:
                 self.reached = self.reached or isinstance(error, ApiError)
+                if error.error_class is ErrorClass.THROTTLED:
+                    attempt -= 1  # the gate paces these: they are not tries
+                    refused_since = await self._throttled(region, error, refused_since)
+                    continue
+                refused_since = None
+                if isinstance(error, ApiError):
+                    gate.on_answer(region)
                 exhausted = attempt >= self._policy.max_attempts
                 if not self.reached and isinstance(error, TransportError):
                     if self._control.reason is StopReason.FATAL:
@@ -109,14 +120,31 @@ class ReadOnly:
                 delay = self._policy.backoff(
                     attempt, error.error_class, error.retry_after, self._rand()
                 )
-                if error.error_class is ErrorClass.THROTTLED:
-                    rate = self._gate.on_throttle(region)
-                    if rate is not None:
-                        self._emit(Throttled(region=region, rate=rate))
                 await self._sleep(delay)
             else:
+                gate.on_answer(region)
                 self.reached = True
                 return answer
+
+    async def _throttled(self, region: str, error: EcsError, since: float | None) -> float:
+        """Slow the gate down and wait for the service's retry-after; raise ``error`` once
+        the service has accepted nothing like it for ``throttle_timeout``."""
+        gate = self._gate
+        rate = gate.on_throttle(region)
+        if rate is not None:
+            self._emit(Throttled(region=region, rate=rate))
+        now = gate.now()
+        since = now if since is None else since
+        accepted = gate.last_accepted(region)
+        refused_for = now - (since if accepted is None else max(since, accepted))
+        if self._control.reason is StopReason.FATAL:
+            raise error
+        decision = self._policy.after_throttle(error.retry_after, refused_for)
+        if not isinstance(decision, TryAgain):
+            raise error
+        if decision.delay > 0:
+            await self._sleep(decision.delay)
+        return since
 
     def _endpoint_is_wrong(self, error: TransportError, *, exhausted: bool) -> str:
         if _not_the_api(error):

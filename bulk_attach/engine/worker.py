@@ -45,7 +45,7 @@ from bulk_attach.engine.events import Listener, RowRetrying, Throttled
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.reads import ReadOnly
 from bulk_attach.engine.vpcs import LinkBook
-from bulk_attach.errors import EcsError
+from bulk_attach.errors import ApiError, EcsError
 
 __all__ = ["Worker", "WorkerApi", "utc_now"]
 
@@ -169,11 +169,14 @@ class Worker:
     async def _send(self, row: Row, started: str) -> RowResult:
         action = self.action
         attempt = 0
+        throttles = 0  # attempts the service throttled: they do not count as tries
+        refused_since: float | None = None  # when this row's run of throttles began
         settled = False
+        gate = self._gate
         try:
             while True:
                 try:
-                    async with self._gate.admitted(row.region_id, action.api_action):
+                    async with gate.admitted(row.region_id, action.api_action):
                         # Admitted: nothing is awaited from here until the bytes leave.
                         if attempt == 0 and self._journal is not None:
                             self._journal(row)
@@ -186,8 +189,18 @@ class Worker:
                     error_class = action.error_class(error)
                     if error_class is not ErrorClass.AMBIGUOUS:
                         self._unanswered.discard(row.key)  # the service says it did not run
+                    if error_class is ErrorClass.THROTTLED:
+                        throttles += 1
+                        refused_since, refused_for = self._refused(row, refused_since)
+                    else:
+                        refused_since, refused_for = None, 0.0
+                        self._answered(row, error)
                     decision = self._policy.decide(
-                        attempt, error_class, error.retry_after, self._rand()
+                        attempt - throttles,
+                        error_class,
+                        error.retry_after,
+                        self._rand(),
+                        refused_for=refused_for,
                     )
                     if isinstance(decision, Reconcile):
                         outcome = await self._reconcile(row, error, attempt, started)
@@ -195,13 +208,14 @@ class Worker:
                         if outcome is not None:
                             settled = outcome.status is action.success
                             return outcome
-                        decision = self._policy.after_reconcile(attempt, self._rand())
+                        decision = self._policy.after_reconcile(attempt - throttles, self._rand())
                     if isinstance(decision, TryAgain):
                         self._note_retry(row, error, decision.delay, attempt)
                         await self._sleep(decision.delay)
                         continue
                     abort = not isinstance(decision, GiveUp)
                     return self._give_up(row, error, attempt, started, abort=abort)
+                gate.on_answer(row.region_id)
                 self._unanswered.discard(row.key)
                 self._done(row)
                 settled = True
@@ -214,9 +228,22 @@ class Worker:
             if not settled and action.uses_quota:
                 self._ledger.release(row.vpc_id)
 
+    def _refused(self, row: Row, since: float | None) -> tuple[float, float]:
+        """A throttled answer: slow the gate down; returns when this row's throttles began
+        and how long the service has since accepted nothing like it."""
+        self._slow_down(row.region_id)
+        now = self._gate.now()
+        since = now if since is None else since
+        accepted = self._gate.last_accepted(row.region_id)
+        return since, now - (since if accepted is None else max(since, accepted))
+
+    def _answered(self, row: Row, error: EcsError) -> None:
+        """An error answer from the service itself counts as accepted by its flow control."""
+        if isinstance(error, ApiError):
+            self._gate.on_answer(row.region_id)
+
     def _done(self, row: Row) -> None:
         """The action took effect: keep the links and the quota count current."""
-        self._gate.on_success(row.region_id)
         if self.action.done_when_linked:
             if self.action.uses_quota:
                 self._ledger.commit(row.vpc_id)
@@ -306,8 +333,6 @@ class Worker:
     # --- small helpers --------------------------------------------------------------------
 
     def _note_retry(self, row: Row, error: EcsError, delay: float, attempt: int) -> None:
-        if error.error_class is ErrorClass.THROTTLED:
-            self._slow_down(row.region_id)
         self._emit(
             RowRetrying(
                 line=row.line,
@@ -325,7 +350,7 @@ class Worker:
     def _slow_down(self, region: str) -> None:
         rate = self._gate.on_throttle(region)
         if rate is not None:
-            self._emit(Throttled(region=region, rate=rate))
+            self._emit(Throttled(region=region, rate=rate, api=self.action.api_action))
 
     def _failed(
         self, row: Row, error: EcsError, attempts: int, started: str, prefix: str = ""

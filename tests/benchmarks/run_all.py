@@ -2,7 +2,7 @@
 
 Run as a script (not collected by pytest)::
 
-    python tests/benchmarks/run_all.py [--only rate,overhead,memory,emulator]
+    python tests/benchmarks/run_all.py [--only rate,overhead,memory,emulator,flow]
 
 Each benchmark's own output is shown as it runs; the table at the end repeats the figures
 that matter, with their targets. The exit status is 1 when any target is missed or any
@@ -147,6 +147,24 @@ def plan_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def flow_figures(data: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for cell in data["cells"]:
+        halved = "halved" in cell["cell"]
+        target = "<= 1.15x, <= 5 %, 0 failed" if halved else "<= 1.10x, <= 3 %, 0 failed"
+        figures.append(
+            Figure(
+                "flow",
+                cell["cell"],
+                f"{cell['ratio']:.2f}x, {cell['throttled_share']:.1%} throttled, "
+                f"{cell['failed']} failed",
+                target,
+                bool(cell["pass"]),
+            )
+        )
+    return figures
+
+
 _EMULATOR_LINE = re.compile(r"^\s*(\w+): (\d+) requests in [\d.]+ s = ([\d,]+) req/s", re.M)
 
 
@@ -176,6 +194,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[int, str], Outcome]]] = {
     "overhead": ("bench_overhead.py", lambda c, o: json_outcome(overhead_figures, c, o)),
     "memory": ("bench_memory.py", lambda c, o: json_outcome(memory_figures, c, o)),
     "plan": ("bench_plan.py", lambda c, o: json_outcome(plan_figures, c, o)),
+    # The full matrix takes about half an hour; run_all takes the quick one.
+    "flow": ("bench_flow.py", lambda c, o: json_outcome(flow_figures, c, o)),
 }
 
 
@@ -210,7 +230,9 @@ def main() -> int:
     failures: list[str] = []
     for name in chosen:
         script, outcome_of = BENCHMARKS[name]
-        extra = () if name == "emulator" else ("--json",)
+        extra: tuple[str, ...] = () if name == "emulator" else ("--json",)
+        if name == "flow":
+            extra = ("--json", "--quick")
         code, output = run(script, *extra)
         outcome = outcome_of(code, output)
         figures.extend(outcome.figures)

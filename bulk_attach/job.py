@@ -273,6 +273,7 @@ def _conclude(
         finished_at=utc_now(),
         vpc_quota=outcome.engine.vpc_quota,
         action=outcome.engine.action,
+        flow=outcome.engine.flow,
         this_run=this_run if summary is not this_run else None,
         exit_code=code,
         stopped=str(control.reason) if control.reason else None,

@@ -23,16 +23,20 @@ log = logging.getLogger("bulk_attach.progress")
 
 
 class _Counts:
-    __slots__ = ("by_status", "retrying", "settled", "started_at")
+    __slots__ = ("by_status", "paces", "retrying", "settled", "started_at")
 
     def __init__(self) -> None:
         self.by_status: Counter[Status] = Counter()
         self.retrying: set[int] = set()
         self.settled = 0
         self.started_at = time.monotonic()
+        # The pace each region/API slowed down to last (requests per second).
+        self.paces: dict[str, float] = {}
 
     def update(self, event: Event) -> None:
-        if isinstance(event, RowRetrying):
+        if isinstance(event, Throttled):
+            self.paces[f"{event.region}/{event.api}" if event.api else event.region] = event.rate
+        elif isinstance(event, RowRetrying):
             self.retrying.add(event.line)
         elif isinstance(event, RowSettled):
             self.retrying.discard(event.result.line)
@@ -121,7 +125,10 @@ class LogProgress:
         total = f"/{self._total}" if self._total is not None else ""
         rate = done / elapsed
         fields = " ".join(f"{name}={value}" for name, value in self._counts.fields().items())
-        return f"progress: {done}{total} rows settled, {rate:.1f} rows/s, {fields}"
+        paces = "".join(
+            f", pace {key} {value:.1f}/s" for key, value in sorted(self._counts.paces.items())
+        )
+        return f"progress: {done}{total} rows settled, {rate:.1f} rows/s, {fields}{paces}"
 
     def close(self) -> None:
         if self._counts.settled:  # a run that failed before its first row says so elsewhere
@@ -186,6 +193,13 @@ def render_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINES) ->
             lines.append(f"    {vpc}: {counts}{quota}")
         if more:
             lines.append(f"    and {more} more (all of them in the summary file)")
+    throttled = {key: f for key, f in (summary.get("flow") or {}).items() if f.get("throttled")}
+    if throttled:
+        paces = ", ".join(
+            f"{key} learned {f['learned_limit']}/s ({f['throttled']} throttled)"
+            for key, f in throttled.items()
+        )
+        lines.append(f"  flow control: {paces}")
     if summary.get("stopped"):
         detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
         lines.append(f"  stopped early: {summary['stopped']}{detail}")

@@ -739,3 +739,53 @@ async def test_a_retry_killed_mid_round_resumes_without_resending(
     merged = {r.instance_id: r for r in read_report(tmp_path / "pairs.merged.report.csv")}
     assert set(merged) == set(ids)
     assert all(r.error_code == "InvalidStatus.InstanceLocked" for r in merged.values())
+
+
+# --- issue 10: what flow control learned is told -------------------------------------------
+
+
+async def test_the_summary_records_the_learned_rate_per_region_and_api(tmp_path: Path) -> None:
+    """An attach limit of 40/s (1-second windows), asked 400/s: the summary names, per
+    region and API, the limit learned and the throttled answers; Describe is not throttled
+    and keeps its own pace."""
+    from bulk_attach.api.credentials import Credentials
+    from bulk_attach.job import run_job
+    from bulk_attach.settings import AttemptSettings, ClientSettings, RunSettings
+
+    ids = instances(160)
+    pairs = write_input(tmp_path / "pairs.csv", ids)
+    async with emulator(world(ids), limiter="window", limits={"AttachClassicLinkVpc": 40.0}) as emu:
+        result = await run_job(
+            RunSettings(
+                input_path=pairs,
+                report_path=tmp_path / "r.csv",
+                rate=400.0,
+                concurrency=32,
+                attempts=AttemptSettings(base_delay=0.01, max_delay=0.1),
+            ),
+            ClientSettings(endpoint=emu.endpoint),
+            Credentials(emu.access_key_id, emu.access_key_secret, None, "test"),
+        )
+        throttled_answers = emu.emulator.state()["calls"]["AttachClassicLinkVpc"].get(
+            "Throttling.User", 0
+        )
+    assert result.exit_code == ExitCode.OK
+    flow = result.summary["flow"]
+    attach = flow[f"{REGION}/AttachClassicLinkVpc"]
+    assert throttled_answers > 0  # the limit was reached, so there was something to learn
+    assert attach["throttled"] == throttled_answers
+    assert attach["learned_limit"] is not None
+    assert attach["learned_limit"] <= 60
+    describe = flow[f"{REGION}/DescribeClassicLinkInstances"]
+    assert describe["throttled"] == 0
+    assert describe["learned_limit"] is None
+    assert f"{REGION}/AttachClassicLinkVpc learned" in render_summary(result.summary)
+
+
+def test_the_progress_line_shows_the_pace_in_use() -> None:
+    from bulk_attach.engine.events import Throttled
+
+    lines: list[str] = []
+    progress = LogProgress(10, lines.append, interval=1e9)
+    progress(Throttled(region=REGION, rate=38.5, api="AttachClassicLinkVpc"))
+    assert progress.line().endswith(f"pace {REGION}/AttachClassicLinkVpc 38.5/s")

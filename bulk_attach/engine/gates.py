@@ -32,6 +32,7 @@ exactly when its attach may reach the service, not while it merely waited for a 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -196,6 +197,23 @@ class RateGate:
     def learned(self) -> dict[tuple[str, str], FlowControl]:
         """Each (region, API)'s controller: its pace, learned limit and counts."""
         return {key: gate.control for key, gate in self._gates.items()}
+
+    def snapshot(self) -> dict[str, dict[str, float | int | None]]:
+        """For the summary: per ``region/API``, the pace in use, the limit learned (None
+        when the service never throttled), and the answers accepted and throttled."""
+
+        def rounded(value: float | None) -> float | None:
+            return None if value is None or not math.isfinite(value) else round(value, 2)
+
+        return {
+            f"{region}/{api}": {
+                "pace": rounded(control.pace),
+                "learned_limit": rounded(control.limit),
+                "accepted": control.accepted,
+                "throttled": control.throttled,
+            }
+            for (region, api), control in sorted(self.learned().items())
+        }
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(g) for g in self._gates.values())

@@ -70,6 +70,8 @@ class EngineResult:
     duration: float
     vpc_quota: dict[str, dict[str, int]] = field(default_factory=dict)
     read_back: int = 0  # rows a previous run left in flight, read back first
+    # Per region/API: the pace used at the end, the limit learned, accepted and throttled.
+    flow: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -184,6 +186,7 @@ class Engine:
             duration=duration,
             vpc_quota=self.ledger.snapshot() if self.action.uses_quota else {},
             read_back=len(self.in_doubt),
+            flow=self.gate.snapshot(),
         )
 
     def __repr__(self) -> str:

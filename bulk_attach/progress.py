@@ -166,60 +166,78 @@ def render_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINES) ->
         f"{summary['attempts']} {summary.get('action', 'attach')} attempts)"
     )
     if kept:
-        lines = [
+        first = (
             f"{summary['total']} rows in the report: {kept} kept from earlier runs, "
             f"{ran} settled by this run in {speed}"
-        ]
+        )
     else:
-        lines = [f"{summary['total']} rows in {speed}"]
-    statuses = ", ".join(f"{name} {n}" for name, n in summary["by_status"].items() if n)
-    lines.append(f"  status: {statuses or 'none'}")
-    if summary["by_error_code"]:
-        codes = ", ".join(f"{code} {n}" for code, n in summary["by_error_code"].items())
-        lines.append(f"  errors: {codes}")
-    vpcs = summary.get("by_vpc") or {}
-    if vpcs:
-        shown, more = worst_vpcs(vpcs, max_vpcs)
-        lines.append("  per VPC:" + (f" (the {len(shown)} worst of {len(vpcs)})" if more else ""))
-        for vpc in shown:
-            figures = vpcs[vpc]
-            counts = ", ".join(
-                f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
-            )
-            quota = ""
-            if "quota" in figures:
-                linked, headroom = figures.get("linked", 0), figures.get("headroom", 0)
-                quota = f" [links {linked}/{figures['quota']}, headroom {headroom}]"
-            lines.append(f"    {vpc}: {counts}{quota}")
-        if more:
-            lines.append(f"    and {more} more (all of them in the summary file)")
+        first = f"{summary['total']} rows in {speed}"
+    extra = []
     throttled = {key: f for key, f in (summary.get("flow") or {}).items() if f.get("throttled")}
     if throttled:
         paces = ", ".join(
             f"{key} learned {f['learned_limit']}/s ({f['throttled']} throttled)"
             for key, f in throttled.items()
         )
-        lines.append(f"  flow control: {paces}")
-    if summary.get("stopped"):
-        detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
-        lines.append(f"  stopped early: {summary['stopped']}{detail}")
-    lines.append(f"  exit code {summary.get('exit_code', '?')}")
-    return "\n".join(lines)
-
-
-_QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight", "linked_after"})
+        extra.append(f"  flow control: {paces}")
+    return _render(
+        summary, first, codes_label="errors", quota=_quota_now, extra=extra, max_vpcs=max_vpcs
+    )
 
 
 def render_read_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINES) -> str:
     """The end-of-job summary of ``plan`` or ``verify`` for a person: counts by outcome,
     per VPC (with the headroom a plan leaves), and the calls made."""
     command = summary.get("command", "plan")
-    lines = [f"{command}: {summary['total']} rows in {summary['duration_seconds']:.1f}s"]
+    first = f"{command}: {summary['total']} rows in {summary['duration_seconds']:.1f}s"
+    extra = []
+    calls = summary.get("calls") or {}
+    if calls:
+        kinds = ", ".join(f"{action} {n}" for action, n in calls.get("by_action", {}).items())
+        extra.append(f"  calls: {calls.get('total', 0)} ({kinds or 'none'})")
+    return _render(
+        summary,
+        first,
+        codes_label="codes",
+        quota=_quota_after_plan,
+        extra=extra,
+        max_vpcs=max_vpcs,
+    )
+
+
+_QUOTA_FIGURES = frozenset({"linked", "quota", "headroom", "in_flight", "linked_after"})
+
+
+def _quota_now(figures: dict[str, int]) -> str:
+    linked, headroom = figures.get("linked", 0), figures.get("headroom", 0)
+    return f" [links {linked}/{figures['quota']}, headroom {headroom}]"
+
+
+def _quota_after_plan(figures: dict[str, int]) -> str:
+    return (
+        f" [links {figures['linked']} now, {figures['linked_after']} after the plan, "
+        f"of {figures['quota']}; headroom {figures['headroom']}]"
+    )
+
+
+def _render(
+    summary: dict[str, Any],
+    first: str,
+    *,
+    codes_label: str,
+    quota: Callable[[dict[str, int]], str],
+    extra: list[str],
+    max_vpcs: int,
+) -> str:
+    """The lines every command's summary shares: statuses, codes, the worst VPCs (quota
+    figures as ``quota`` words them), the command's own ``extra`` lines, why it stopped
+    and the exit code."""
+    lines = [first]
     statuses = ", ".join(f"{name} {n}" for name, n in summary["by_status"].items() if n)
     lines.append(f"  status: {statuses or 'none'}")
     if summary["by_error_code"]:
         codes = ", ".join(f"{code} {n}" for code, n in summary["by_error_code"].items())
-        lines.append(f"  codes: {codes}")
+        lines.append(f"  {codes_label}: {codes}")
     vpcs = summary.get("by_vpc") or {}
     if vpcs:
         shown, more = worst_vpcs(vpcs, max_vpcs)
@@ -229,19 +247,11 @@ def render_read_summary(summary: dict[str, Any], *, max_vpcs: int = MAX_VPC_LINE
             counts = ", ".join(
                 f"{name} {n}" for name, n in figures.items() if name not in _QUOTA_FIGURES
             )
-            room = ""
-            if "quota" in figures:
-                room = (
-                    f" [links {figures['linked']} now, {figures['linked_after']} after the plan, "
-                    f"of {figures['quota']}; headroom {figures['headroom']}]"
-                )
+            room = quota(figures) if "quota" in figures else ""
             lines.append(f"    {vpc}: {counts}{room}")
         if more:
             lines.append(f"    and {more} more (all of them in the summary file)")
-    calls = summary.get("calls") or {}
-    if calls:
-        kinds = ", ".join(f"{action} {n}" for action, n in calls.get("by_action", {}).items())
-        lines.append(f"  calls: {calls.get('total', 0)} ({kinds or 'none'})")
+    lines += extra
     if summary.get("stopped"):
         detail = f" ({summary['stop_detail']})" if summary.get("stop_detail") else ""
         lines.append(f"  stopped early: {summary['stopped']}{detail}")

@@ -139,6 +139,20 @@ class ApiError(EcsError):
     """The service answered with an error body (Code, Message, RequestId, HostId)."""
 
 
+class Refused(EcsError):
+    """Not sent: the service has accepted no call of this kind, in this region, for the
+    throttle timeout, so the rate gate gives the request up instead of sending it again
+    (the code is the service's generic throttling code: ``retry`` picks such rows)."""
+
+    def __init__(self, region: str, action: str, refused_for: float) -> None:
+        super().__init__(
+            "Throttling",
+            f"not sent: {region} has accepted no {action} for {refused_for:.0f} s "
+            "(--throttle-timeout); the service throttled every call in that time",
+            error_class=ErrorClass.THROTTLED,
+        )
+
+
 class TransportError(EcsError):
     """No answer from the service: the request was not sent, timed out, lost its connection,
     or was answered by something that is not the API (``http_status`` then says how)."""

@@ -157,7 +157,7 @@ async def _run_locked(
         command=command,
         round_pin=round_pin,
     )
-    gate = RateGate(settings.rate)
+    gate = RateGate.for_run(settings)
     this_run = Summary(succeeded=action.succeeded)
     started_at, started = utc_now(), time.monotonic()
     write_failure: ReportWriteError | None = None

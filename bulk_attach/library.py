@@ -83,7 +83,7 @@ async def run_action(
     """Run ``action`` for every row; ``on_result`` sees each result as it settles."""
     if (api is None) == (credentials is None):
         raise ValueError("give either credentials (to call the service) or api, not both")
-    gate = RateGate(settings.rate)
+    gate = RateGate.for_run(settings)
     async with AsyncExitStack() as stack:
         if credentials is not None:
             api = await stack.enter_async_context(EcsClient(client, credentials, gate=gate))

@@ -665,7 +665,7 @@ def _policy(
             max=MAX_SECONDS,
             callback=finite,
             help="A throttled row waits; it fails only once the service has accepted nothing "
-            "of its kind for this long.",
+            "of its kind for this long (then the rows waiting for it fail too, unsent).",
             rich_help_panel=RUN_PANEL,
         ),
     ] = DEFAULT_THROTTLE_TIMEOUT,

@@ -90,7 +90,7 @@ async def open_session(
         for listener in listeners:
             listener(event)
 
-    rate_gate = RateGate(rate)
+    rate_gate = RateGate(rate, refuse_after=attempts.throttle_timeout)
     rate_gate.close_with(control)
     gate = CountingGate(rate_gate)
     extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}

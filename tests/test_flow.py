@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulk_attach.core.flow import MARGIN, FlowControl
+from bulk_attach.core.flow import LONG_WINDOW, MARGIN, PROBE_TIMEOUT, FlowControl
 
 
 class Windows:
@@ -120,6 +120,38 @@ def test_a_stall_sends_one_probe_at_a_time_and_a_long_window_waits_for_the_next_
     assert not control.stalled
 
 
+def test_the_wave_that_began_a_stall_is_one_signal_and_only_the_probe_is_its_answer() -> None:
+    """64 requests in flight when the budget runs out come back throttled together: that
+    is one signal. It neither stretches the probes' pauses (once doubled per answer, the
+    64th answer asked for a pause of 2**63 times the first) nor, when one of them was
+    accepted late, ends the stall: only the answer of a request sent after it began does."""
+    control = FlowControl(None)
+    now = 600.2
+    for _ in range(50):  # learn a pace: 50 accepted in this second
+        control.sent(now)
+        control.on_accepted(now + 0.001)
+        now += 0.01
+    wave = [now + i * 0.0001 for i in range(64)]
+    for sent_at in wave:
+        control.sent(sent_at)
+    answered = wave[-1] + 0.002
+    assert control.on_throttle(answered, wave[0])
+    first_probe = answered + control.delay(answered)
+    for sent_at in wave[1:-1]:
+        assert not control.on_throttle(answered, sent_at)
+    assert not control.on_accepted(answered, wave[-1])  # accepted late: still stalled
+    assert control.stalled
+    assert answered + control.delay(answered) == pytest.approx(first_probe)
+    control.sent(first_probe)
+    assert control.delay(first_probe) == pytest.approx(PROBE_TIMEOUT)  # one probe out
+    control.on_throttle(first_probe + 0.002, first_probe)  # the probe's own answer
+    second_probe = first_probe + 0.002 + control.delay(first_probe + 0.002)
+    assert second_probe - first_probe < 0.1  # doubled once, not 64 times
+    control.sent(second_probe)
+    assert control.on_accepted(second_probe + 0.002, second_probe)
+    assert not control.stalled
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     ceiling=st.none() | st.floats(min_value=0.5, max_value=5000),
@@ -148,6 +180,8 @@ def test_the_pace_stays_positive_and_under_the_ceiling(
         else:
             control.on_throttle(now)
         assert control.pace > 0
+        # Never a wait past the next minute's window (plus the time a lost probe is given).
+        assert control.delay(now) <= LONG_WINDOW + PROBE_TIMEOUT
         if ceiling is not None:
             assert control.pace <= ceiling
             assert control.limit is None or control.limit <= ceiling * (1 + 1e-9)

@@ -46,6 +46,9 @@ SLOW_START_DOUBLING = 0.25  # seconds per doubling of the pace before the first 
 LONG_WINDOW = 60.0  # seconds: ECS's per-minute windows
 BOUNDARY_DELAY = 0.01  # a probe goes this long after a window boundary
 MIN_PROBE_GAP = 0.005
+MAX_PROBE_GAP = 1.0  # a short window's stall never waits longer between probes
+# A probe whose answer has not come after this long is taken as lost: the next one goes.
+PROBE_TIMEOUT = 5.0
 # Below this rate a 1 ms late wake-up costs under 3.5 % of the rate, and a spare token
 # (which costs one request per second of sustained rate) would cost more.
 _SLACK_FROM = 35.0
@@ -136,22 +139,25 @@ class FlowControl:
         self._grow(now)
         if self._stall is not None:
             # One probe at a time: the next only if this one's answer never comes.
-            self._probe_at = now + max(self._backoff, MIN_PROBE_GAP)
+            self._probe_at = now + PROBE_TIMEOUT
             return
         self._tat = max(self._tat, now) + 1.0 / self.pace
 
     # --- answers -----------------------------------------------------------------------
 
-    def on_accepted(self, now: float) -> bool:
-        """The service answered a request (anything but throttling); True if that ended a
-        stall (the waiting requests may go at once)."""
+    def on_accepted(self, now: float, sent_at: float | None = None) -> bool:
+        """The service answered a request (anything but throttling) that left at
+        ``sent_at`` (None: after everything already fed back); True if that ended a stall
+        (the waiting requests may go at once)."""
         self._roll(now)
         self._sec_count += 1
         self._min_count += 1
         self.accepted += 1
         self.last_accepted = now
         self._grow(now)
-        if self._stall is None:
+        if self._stall is None or self._before_stall(sent_at):
+            # Sent before the stall began: the service took it before its budget ran out,
+            # which says nothing about whether the budget is back.
             return False
         self._stall = None
         self._long = False
@@ -159,8 +165,9 @@ class FlowControl:
         self._tat = now + self._slack() / self.pace
         return True
 
-    def on_throttle(self, now: float) -> bool:
-        """The service throttled a request; True if the pace was lowered."""
+    def on_throttle(self, now: float, sent_at: float | None = None) -> bool:
+        """The service throttled a request that left at ``sent_at`` (None: after
+        everything already fed back); True if the pace was lowered."""
         self.throttled += 1
         self._roll(now)
         if self._stall is None:
@@ -176,6 +183,9 @@ class FlowControl:
             self._backoff = max(1.0 / self.pace, MIN_PROBE_GAP)
             self._probe_at = min(now + self._backoff, _next_boundary(now, 1.0))
             return True
+        if self._before_stall(sent_at):
+            # The rest of the wave that began the stall: one wave is one signal.
+            return False
         lowered = False
         if not self._long and now - self._stall >= 1.0 and _crossed(self._stall, now, 1.0):
             # Refused past a second boundary: a long window, spent for this minute.
@@ -184,11 +194,24 @@ class FlowControl:
         if self._long:
             self._probe_at = _next_boundary(now, LONG_WINDOW)
         else:
-            self._backoff *= 2
+            self._backoff = min(2 * self._backoff, MAX_PROBE_GAP)
             self._probe_at = min(now + self._backoff, _next_boundary(now, 1.0))
         return lowered
 
+    def refused_for(self, now: float) -> float:
+        """Seconds the service has accepted nothing of this kind, in the current stall
+        (0 when not stalled)."""
+        if self._stall is None:
+            return 0.0
+        since = self._stall
+        if self.last_accepted is not None:
+            since = max(since, self.last_accepted)
+        return max(0.0, now - since)
+
     # --- inside ------------------------------------------------------------------------
+
+    def _before_stall(self, sent_at: float | None) -> bool:
+        return sent_at is not None and self._stall is not None and sent_at < self._stall
 
     def _slack(self) -> int:
         """At the ceiling, the slack its pace was computed with; else the pace's own."""
@@ -196,12 +219,16 @@ class FlowControl:
             return slack_for(self.ceiling)
         return slack_for(self.pace)
 
+    def _pace_for(self, limit: float) -> float:
+        """Just under ``limit``; at least one request a minute (a probe), never above the
+        ceiling."""
+        return min(self.ceiling_pace, max(MARGIN * limit, 1.0 / LONG_WINDOW))
+
     def _lower(self, limit: float, now: float) -> bool:
-        pace = min(self.ceiling_pace, MARGIN * limit)
         if self.limit is not None and limit >= self.limit:
             return False
         self.limit = limit
-        self.pace = max(pace, 1.0 / LONG_WINDOW)
+        self.pace = self._pace_for(limit)
         self._updated = now
         self._lowered = now
         self.decreases += 1
@@ -220,7 +247,7 @@ class FlowControl:
         self.limit *= 1.0 + GROWTH * elapsed
         if self.ceiling is not None:
             self.limit = min(self.limit, self.ceiling)
-        self.pace = min(self.ceiling_pace, MARGIN * self.limit)
+        self.pace = self._pace_for(self.limit)
 
     def _roll(self, now: float) -> None:
         """Start counting a new clock second or minute when ``now`` is in one."""

@@ -40,6 +40,8 @@ from contextvars import ContextVar
 
 from bulk_attach.core.flow import FlowControl
 from bulk_attach.engine.control import RunControl, SendingClosed
+from bulk_attach.errors import Refused
+from bulk_attach.settings import EngineSettings
 
 __all__ = ["ApiGate", "RateGate"]
 
@@ -47,43 +49,67 @@ __all__ = ["ApiGate", "RateGate"]
 class ApiGate:
     """The queue and the controller of one region and API action."""
 
-    __slots__ = ("_changed", "_clock", "_lock", "action", "control", "region", "sent")
+    __slots__ = (
+        "_changed",
+        "_clock",
+        "_lock",
+        "action",
+        "control",
+        "refuse_after",
+        "region",
+        "sent",
+    )
 
     def __init__(
-        self, region: str, action: str, rate: float | None, clock: Callable[[], float]
+        self,
+        region: str,
+        action: str,
+        rate: float | None,
+        clock: Callable[[], float],
+        refuse_after: float = math.inf,
     ) -> None:
         self.region = region
         self.action = action
         self.control = FlowControl(rate)
+        self.refuse_after = refuse_after
         self._clock = clock
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self.sent = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for this API's turn; returns when the request left (the gate's clock)."""
         control = self.control
         clock = self._clock
-        if not self._lock.locked() and control.delay(clock()) <= 0:
-            control.sent(clock())  # the common case at speed: no queue, no wait
+        if not self._lock.locked() and control.delay(now := clock()) <= 0:
+            control.sent(now)  # the common case at speed: no queue, no wait
             self.sent += 1
-            return
+            return now
         async with self._lock:
-            while (wait := control.delay(clock())) > 0:
+            while (wait := control.delay(now := clock())) > 0:
+                refused_for = control.refused_for(now)
+                if refused_for >= self.refuse_after:
+                    raise Refused(self.region, self.action, refused_for)
+                wait = min(wait, self.refuse_after - refused_for)
                 self._changed.clear()
                 try:
                     async with asyncio.timeout(wait):
                         await self._changed.wait()
                 except TimeoutError:
                     pass
-            control.sent(clock())
+            control.sent(now := clock())
             self.sent += 1
+            return now
 
-    def on_answer(self) -> None:
-        if self.control.on_accepted(self._clock()):
+    def on_answer(self, sent_at: float | None = None) -> None:
+        if self.control.on_accepted(self._clock(), sent_at):
             self._changed.set()  # a stall ended: the head of the queue goes now
 
-    def on_throttle(self) -> bool:
-        return self.control.on_throttle(self._clock())
+    def on_throttle(self, sent_at: float | None = None) -> bool:
+        lowered = self.control.on_throttle(self._clock(), sent_at)
+        # The next probe's time may have moved earlier: the head of the queue looks again.
+        self._changed.set()
+        return lowered
 
     @property
     def rate(self) -> float:
@@ -97,25 +123,40 @@ class ApiGate:
 # Task-local by nature: each worker is its own task, so one row's admission is never
 # spent by another's request.
 _ADMITTED: ContextVar[RateGate | None] = ContextVar("bulk_attach_admitted", default=None)
-# The gate this task last passed: its answer is that gate's feedback.
-_LAST: ContextVar[ApiGate | None] = ContextVar("bulk_attach_last_gate", default=None)
+# The gate this task last passed and when its request left: its answer is that gate's
+# feedback (the controller tells a stall's probe from the wave that began it by the time).
+_LAST: ContextVar[tuple[ApiGate, float] | None] = ContextVar("bulk_attach_last_gate", default=None)
 
 
 class RateGate:
     """Flow control for a run: per region and API, under ``rate`` per second (None: no
-    ceiling, but still slowed down by throttling)."""
+    ceiling, but still slowed down by throttling). A request that would wait while the
+    service has accepted nothing of its kind for ``refuse_after`` seconds is not sent:
+    ``Refused`` (the throttle timeout; rows then fail at once rather than one per probe)."""
 
-    __slots__ = ("_ceilings", "_clock", "_control", "_gates", "rate")
+    __slots__ = ("_ceilings", "_clock", "_control", "_gates", "rate", "refuse_after")
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        refuse_after: float = math.inf,
+    ) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
+        self.refuse_after = refuse_after
         # Wall time: the service's windows are whole seconds and minutes of the clock.
         self._clock = clock
         self._gates: dict[tuple[str, str], ApiGate] = {}
         self._ceilings: dict[str, ApiGate] = {}  # --rate, per region, all APIs together
         self._control: RunControl | None = None
+
+    @classmethod
+    def for_run(cls, settings: EngineSettings, clock: Callable[[], float] = time.time) -> RateGate:
+        """The gate of a run with these settings: their ceiling and throttle timeout."""
+        return cls(settings.rate, clock, refuse_after=settings.attempts.throttle_timeout)
 
     def close_with(self, control: RunControl) -> None:
         """Let nothing through once ``control`` closes sending (an interrupted run)."""
@@ -127,11 +168,13 @@ class RateGate:
     def gate(self, region: str, action: str) -> ApiGate:
         gate = self._gates.get((region, action))
         if gate is None:
-            gate = self._gates[(region, action)] = ApiGate(region, action, self.rate, self._clock)
+            gate = self._gates[(region, action)] = ApiGate(
+                region, action, self.rate, self._clock, self.refuse_after
+            )
         return gate
 
     async def _acquire(self, gate: ApiGate) -> None:
-        await gate.acquire()
+        _LAST.set((gate, await gate.acquire()))
         if self.rate is not None:
             ceiling = self._ceilings.get(gate.region)
             if ceiling is None:
@@ -163,7 +206,6 @@ class RateGate:
     async def _pass(self, region: str, action: str) -> None:
         control = self._control
         gate = self.gate(region, action)
-        _LAST.set(gate)
         if control is None:
             await self._acquire(gate)
         else:
@@ -172,27 +214,28 @@ class RateGate:
         if control is not None and control.sending_closed:
             raise SendingClosed
 
-    def _last(self, region: str) -> ApiGate:
-        gate = _LAST.get()
-        if gate is None or gate.region != region:
-            return self.gate(region, "")
-        return gate
+    def _last(self, region: str) -> tuple[ApiGate, float | None]:
+        last = _LAST.get()
+        if last is None or last[0].region != region:
+            return self.gate(region, ""), None
+        return last
 
     def on_throttle(self, region: str) -> float | None:
         """The request this task last sent to ``region`` was throttled; returns the new
         pace when this lowered it, else None."""
-        gate = self._last(region)
-        return gate.rate if gate.on_throttle() else None
+        gate, sent_at = self._last(region)
+        return gate.rate if gate.on_throttle(sent_at) else None
 
     def on_answer(self, region: str) -> None:
         """The request this task last sent to ``region`` was answered (not throttled)."""
-        self._last(region).on_answer()
+        gate, sent_at = self._last(region)
+        gate.on_answer(sent_at)
 
     on_success = on_answer
 
     def last_accepted(self, region: str) -> float | None:
         """When the service last accepted a request like this task's last one."""
-        return self._last(region).control.last_accepted
+        return self._last(region)[0].control.last_accepted
 
     def learned(self) -> dict[tuple[str, str], FlowControl]:
         """Each (region, API)'s controller: its pace, learned limit and counts."""

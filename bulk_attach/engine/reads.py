@@ -24,7 +24,7 @@ from bulk_attach.core.catalog import ErrorClass, LocalCode
 from bulk_attach.engine.control import RunControl, StopReason
 from bulk_attach.engine.events import Listener, RunStopping, Throttled
 from bulk_attach.engine.gates import RateGate
-from bulk_attach.errors import ApiError, EcsError, TransportError
+from bulk_attach.errors import ApiError, EcsError, Refused, TransportError
 
 __all__ = ["ReadOnly"]
 
@@ -93,6 +93,8 @@ class ReadOnly:
             attempt += 1
             try:
                 answer = await call()
+            except Refused:
+                raise  # not sent: the service has refused everything for the timeout
             except EcsError as error:
                 self.reached = self.reached or isinstance(error, ApiError)
                 if error.error_class is ErrorClass.THROTTLED:

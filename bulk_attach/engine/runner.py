@@ -106,7 +106,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.action = action
-        self.gate = gate or RateGate(settings.rate)
+        self.gate = gate or RateGate.for_run(settings)
         self.control = control or RunControl()
         self.ledger = QuotaLedger(settings.vpc_quota)
         self.summary = Summary(succeeded=action.succeeded)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
@@ -45,7 +46,7 @@ from bulk_attach.engine.events import Listener, RowRetrying, Throttled
 from bulk_attach.engine.gates import RateGate
 from bulk_attach.engine.reads import ReadOnly
 from bulk_attach.engine.vpcs import LinkBook
-from bulk_attach.errors import ApiError, EcsError
+from bulk_attach.errors import ApiError, EcsError, Refused
 
 __all__ = ["Worker", "WorkerApi", "utc_now"]
 
@@ -69,6 +70,20 @@ class WorkerApi(MutatingApi, Protocol):
 
 class _Stopping(Exception):
     """The run stopped while a row waited to read its VPC's links."""
+
+
+@dataclass(slots=True)
+class _Tries:
+    """One row's requests so far."""
+
+    sent: int = 0
+    throttled: int = 0  # of them throttled: they do not count as tries
+    refused_since: float | None = None  # when the row's current run of throttles began
+    last_throttle: EcsError | None = None
+
+    @property
+    def counted(self) -> int:
+        return self.sent - self.throttled
 
 
 def utc_now() -> str:
@@ -168,9 +183,7 @@ class Worker:
 
     async def _send(self, row: Row, started: str) -> RowResult:
         action = self.action
-        attempt = 0
-        throttles = 0  # attempts the service throttled: they do not count as tries
-        refused_since: float | None = None  # when this row's run of throttles began
+        tries = _Tries()
         settled = False
         gate = self._gate
         try:
@@ -178,55 +191,72 @@ class Worker:
                 try:
                     async with gate.admitted(row.region_id, action.api_action):
                         # Admitted: nothing is awaited from here until the bytes leave.
-                        if attempt == 0 and self._journal is not None:
+                        if tries.sent == 0 and self._journal is not None:
                             self._journal(row)
-                        attempt += 1
+                        tries.sent += 1
                         self._unanswered.add(row.key)
                         request_id = await action.send(
                             self._api, row.region_id, row.instance_id, row.vpc_id
                         )
+                except Refused as refused:  # not sent: the service refuses everything
+                    return self._not_sent(row, refused, tries, started)
                 except EcsError as error:
                     error_class = action.error_class(error)
-                    if error_class is not ErrorClass.AMBIGUOUS:
-                        self._unanswered.discard(row.key)  # the service says it did not run
-                    if error_class is ErrorClass.THROTTLED:
-                        throttles += 1
-                        refused_since, refused_for = self._refused(row, refused_since)
-                    else:
-                        refused_since, refused_for = None, 0.0
-                        self._answered(row, error)
+                    refused_for = self._feedback(row, tries, error, error_class)
                     decision = self._policy.decide(
-                        attempt - throttles,
+                        tries.counted,
                         error_class,
                         error.retry_after,
                         self._rand(),
                         refused_for=refused_for,
                     )
                     if isinstance(decision, Reconcile):
-                        outcome = await self._reconcile(row, error, attempt, started)
+                        outcome = await self._reconcile(row, error, tries.sent, started)
                         self._unanswered.discard(row.key)  # read back: settled either way
                         if outcome is not None:
                             settled = outcome.status is action.success
                             return outcome
-                        decision = self._policy.after_reconcile(attempt - throttles, self._rand())
+                        decision = self._policy.after_reconcile(tries.counted, self._rand())
                     if isinstance(decision, TryAgain):
-                        self._note_retry(row, error, decision.delay, attempt)
+                        self._note_retry(row, error, decision.delay, tries.sent)
                         await self._sleep(decision.delay)
                         continue
                     abort = not isinstance(decision, GiveUp)
-                    return self._give_up(row, error, attempt, started, abort=abort)
+                    return self._give_up(row, error, tries.sent, started, abort=abort)
                 gate.on_answer(row.region_id)
                 self._unanswered.discard(row.key)
                 self._done(row)
                 settled = True
                 return self._result(
-                    row, action.success, started, request_id=request_id, attempts=attempt
+                    row, action.success, started, request_id=request_id, attempts=tries.sent
                 )
         except SendingClosed:
-            return self._interrupted(row, started, attempt)
+            return self._interrupted(row, started, tries.sent)
         finally:
             if not settled and action.uses_quota:
                 self._ledger.release(row.vpc_id)
+
+    def _feedback(self, row: Row, tries: _Tries, error: EcsError, error_class: ErrorClass) -> float:
+        """What an error answer tells the gate and the row's tries; returns how long the
+        service has accepted nothing like it (throttled answers only, else 0)."""
+        if error_class is not ErrorClass.AMBIGUOUS:
+            self._unanswered.discard(row.key)  # the service says it did not run
+        if error_class is ErrorClass.THROTTLED:
+            tries.throttled += 1
+            tries.last_throttle = error
+            tries.refused_since, refused_for = self._refused(row, tries.refused_since)
+            return refused_for
+        tries.refused_since = None
+        self._answered(row, error)
+        return 0.0
+
+    def _not_sent(self, row: Row, refused: Refused, tries: _Tries, started: str) -> RowResult:
+        """The gate gave the row up unsent: the service refused everything for too long.
+        A row the service throttled keeps the service's own last answer."""
+        last = tries.last_throttle
+        if last is None:
+            return self._failed(row, refused, tries.sent, started)
+        return self._failed(row, last, tries.sent, started, f"{refused.message}; the last answer: ")
 
     def _refused(self, row: Row, since: float | None) -> tuple[float, float]:
         """A throttled answer: slow the gate down; returns when this row's throttles began

@@ -229,8 +229,9 @@ async def _start_emulator(
     world: Path | None,
     state: Path | None = None,
 ) -> tuple[Credentials, ClientSettings]:
+    from bulk_attach.emulator.faults import FaultSettings
     from bulk_attach.emulator.server import EmulatorSettings, running_emulator
-    from bulk_attach.emulator.world import WorldSpec, build_world, save_state
+    from bulk_attach.emulator.world import WorldSpec, build_world, flow_control_of, save_state
 
     # The world as `bulk-attach emulator` builds it: from --world alone, else from the input,
     # read by the run's own reader (a retry's input is the report it retries). A state file
@@ -248,7 +249,10 @@ async def _start_emulator(
     )
     resuming = spec.resumes_state
     model = build_world(spec)
-    emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings()))
+    # The world's flow control, as `bulk-attach emulator --world` applies it: a demo of
+    # the rate the run learns needs no second terminal.
+    faults = FaultSettings() if world is None else FaultSettings().updated(flow_control_of(world))
+    emu = await stack.enter_async_context(running_emulator(model, EmulatorSettings(faults=faults)))
     if state is not None:
         say_to(settings)(
             f"emulator state: {state} ({'as the last command left it' if resuming else 'new'}; "

@@ -196,6 +196,8 @@ async def _run_locked(
             listeners=listeners,
             journal=lambda row: journal.mark(row.line, row.key),
             resume=opening.resume,
+            # The reader's duplicate check leaves each instance one row to run at most.
+            unique_instances=isinstance(rows, PairsReader),
         )
         try:
             await engine.run(rows, signals=signals, install_signal_handlers=install_signal_handlers)

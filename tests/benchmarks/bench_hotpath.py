@@ -358,7 +358,10 @@ def time_starts(argv: Sequence[str], n: int, work: Path) -> list[float]:
 
 
 def spread(values: Sequence[float], fmt: str) -> str:
-    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+    middle, low, high = (
+        format(v, fmt) for v in (statistics.median(values), min(values), max(values))
+    )
+    return f"{middle} ({low}-{high})"
 
 
 def main() -> int:

@@ -158,7 +158,6 @@ async def _run_locked(
         round_pin=round_pin,
     )
     gate = RateGate.for_run(settings)
-    this_run = Summary(succeeded=action.succeeded)
     started_at, started = utc_now(), time.monotonic()
     write_failure: ReportWriteError | None = None
     moved: Path | None = None
@@ -184,7 +183,7 @@ async def _run_locked(
             except ReportWriteError as error:  # ends the run (see below)
                 write_failure = error
                 raise
-            this_run.add(result)
+            # Counted by the engine's summary once this returns: what this run settled.
 
         engine = Engine(
             client,
@@ -196,6 +195,8 @@ async def _run_locked(
             listeners=listeners,
             journal=lambda row: journal.mark(row.line, row.key),
             resume=opening.resume,
+            # The reader's duplicate check leaves each instance one row to run at most.
+            unique_instances=isinstance(rows, PairsReader),
         )
         try:
             await engine.run(rows, signals=signals, install_signal_handlers=install_signal_handlers)
@@ -217,7 +218,7 @@ async def _run_locked(
         paths,
         opening,
         _Outcome(
-            this_run=this_run,
+            this_run=engine.summary,
             control=control,
             engine=engine.result(time.monotonic() - started),
             write_failure=write_failure,

@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
 
-from tqdm import tqdm
-
 from bulk_attach.core.outcomes import Status
 from bulk_attach.engine.events import Event, RowRetrying, RowSettled, RunStopping, Throttled
 
@@ -52,17 +50,26 @@ class _Counts:
 class TqdmProgress:
     """A live bar with rate, ETA and counts; for a terminal."""
 
+    _POSTFIX_EVERY = 0.2  # seconds: the bar redraws no more often (its mininterval)
+
     def __init__(self, total: int | None, stream: IO[str]) -> None:
+        from tqdm import tqdm  # a terminal's only: plain and quiet runs never import it
+
         self._counts = _Counts()
         self._bar: Any = tqdm(
             total=total, file=stream, unit="row", dynamic_ncols=True, mininterval=0.2, smoothing=0.1
         )
+        self._postfix_at = 0.0
 
     def __call__(self, event: Event) -> None:
         self._counts.update(event)
         if isinstance(event, RowSettled):
+            # The counts are formatted when the bar can show them, not for every row.
+            now = time.monotonic()
+            if now >= self._postfix_at:
+                self._postfix_at = now + self._POSTFIX_EVERY
+                self._bar.set_postfix(self._counts.fields(), refresh=False)
             self._bar.update(1)
-            self._bar.set_postfix(self._counts.fields(), refresh=False)
         elif isinstance(event, Throttled):
             self._bar.set_description_str(f"throttled: {event.region} at {event.rate:.1f}/s")
         elif isinstance(event, RunStopping):

@@ -504,3 +504,29 @@ async def test_a_vpc_whose_read_failed_is_not_read_again_by_each_of_its_rows() -
     assert {r.error_code for r in gone} == {"InvalidVpcId.NotFound"}
     assert api.describes_of["vpc-gone"] == 1
     assert "vpc-gone InvalidVpcId.NotFound" in repr(worker.links)
+
+
+async def test_a_pair_listed_twice_is_sent_once_unless_the_source_promises_unique_rows() -> None:
+    # A library caller's list may repeat a pair: the worker remembers the links it made,
+    # so the repeat is already_linked and not sent. A validated file cannot repeat one
+    # (its reader rejects duplicates), so that memory is spared there: nothing is kept.
+    twice = [*rows(1), Row(line=9, region_id=REGION, instance_id="i-0000", vpc_id="vpc-a")]
+    api = FakeApi()
+    worker, control, _ = make(api)
+    results = await run_all(worker, control, twice, concurrency=1)
+    assert [r.status for r in results] == [Status.ATTACHED, Status.ALREADY_LINKED]
+    assert api.attach_calls["i-0000"] == 1
+
+    control = RunControl()
+    unique = Worker(
+        FakeApi(),
+        RateGate(None),
+        QuotaLedger(1000),
+        AttemptPolicy(AttemptSettings()),
+        control,
+        emit=lambda _: None,
+        unique_instances=True,
+    )
+    done = await run_all(unique, control, rows(20), concurrency=4)
+    assert {r.status for r in done} == {Status.ATTACHED}
+    assert not unique.links.is_linked("vpc-a", "i-0000")  # not remembered

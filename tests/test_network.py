@@ -180,3 +180,24 @@ def test_an_unusable_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
         tls_context(empty)
     with pytest.raises(ConfigError, match=r"missing\.pem"):
         tls_context(tmp_path / "missing.pem")
+
+
+def test_only_a_client_that_may_speak_https_reads_the_ca_bundle(tmp_path: Path) -> None:
+    from bulk_attach.api.client import EcsClient
+    from bulk_attach.api.credentials import Credentials
+    from bulk_attach.settings import ClientSettings
+
+    creds = Credentials("LTAIexample", "secret", None, "test")
+    unusable = tmp_path / "empty.pem"
+    unusable.write_text("no certificate here\n")
+    # Plain http to loopback (the emulator): no TLS context is built, so none is checked.
+    local = EcsClient(ClientSettings(endpoint="http://127.0.0.1:1", ca_bundle=unusable), creds)
+    assert local._tls is None
+    for https in (
+        ClientSettings(ca_bundle=unusable),  # the official hosts
+        ClientSettings(
+            endpoint="http://127.0.0.1:1", vpc_endpoint="https://vpc.example", ca_bundle=unusable
+        ),
+    ):
+        with pytest.raises(ConfigError, match=r"empty\.pem"):
+            EcsClient(https, creds)

@@ -26,6 +26,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +51,7 @@ from bulk_attach.api.signing import (
     canonical_query,
     percent_encode,
     sign_v1,
-    v3_authorization,
+    v3_authorization_of,
 )
 from bulk_attach.core.catalog import LocalCode, classify
 from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
@@ -216,6 +217,18 @@ def _host_header(base: URL) -> str:
     return host
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """UTC now as the API wants it (whole seconds), formatted once per second."""
+    global _stamp  # noqa: PLW0603 - a one-entry cache of pure formatting
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
+
+
 # --- answer decoding (never raises) ------------------------------------------------------
 
 
@@ -319,7 +332,10 @@ class EcsClient:
         for endpoint in self._endpoints.values():
             if endpoint is not None:
                 self._route(endpoint)
-        self._tls = tls_context(settings.ca_bundle)
+        # Only a client that may speak https needs (and checks) the CA bundle: a plain-http
+        # run (the emulator, a local server) builds no TLS context at all.
+        may_use_tls = any(e is None or e.scheme == "https" for e in self._endpoints.values())
+        self._tls = tls_context(settings.ca_bundle) if may_use_tls else None
         agent = (
             f"bulk-attach/{__version__} aiohttp/{aiohttp.__version__} "
             f"Python/{sys.version_info.major}.{sys.version_info.minor}"
@@ -533,7 +549,7 @@ class EcsClient:
         if creds is None:
             raise RuntimeError("_prepare needs the credentials of a refreshing provider")
         version = _VERSIONS[product]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = _timestamp()
         nonce = secrets.token_hex(16)
         host = _host_header(base)
         headers = {"Host": host, "User-Agent": self._user_agent, "Accept": "application/json"}
@@ -553,29 +569,37 @@ class EcsClient:
                 query["SecurityToken"] = creds.security_token
             query["Signature"] = sign_v1("POST", query, creds.access_key_secret)
         else:
-            query = dict(params)
-            signed = {
-                "host": host,
-                "x-acs-action": action,
-                "x-acs-version": version,
-                "x-acs-date": now,
-                "x-acs-signature-nonce": nonce,
-                "x-acs-content-sha256": EMPTY_SHA256,
-            }
-            if creds.security_token:
+            token = creds.security_token
+            # The signed headers, lower-case and sorted by name, as the signature wants them.
+            signed = [
+                ("host", host),
+                ("x-acs-action", action),
+                ("x-acs-content-sha256", EMPTY_SHA256),
+                ("x-acs-date", now),
+                ("x-acs-signature-nonce", nonce),
+                ("x-acs-version", version),
+            ]
+            if token:
                 # As the tea SDK sends an STS request: the key id travels beside the token.
-                signed["x-acs-accesskey-id"] = creds.access_key_id
-                signed["x-acs-security-token"] = creds.security_token
-            headers.update({name: value for name, value in signed.items() if name != "host"})
-            headers["Authorization"] = v3_authorization(
+                signed += [
+                    ("x-acs-accesskey-id", creds.access_key_id),
+                    ("x-acs-security-token", token),
+                ]
+                signed.sort()
+            headers.update(header for header in signed if header[0] != "host")
+            # Encoded once: what is signed is what is sent.
+            query_string = canonical_query(params)
+            headers["Authorization"] = v3_authorization_of(
                 creds.access_key_id,
                 creds.access_key_secret,
                 "POST",
                 "/",
-                query,
-                signed,
+                query_string,
+                [(name, value.strip()) for name, value in signed],
                 EMPTY_SHA256,
             )
+            url = URL(f"{base.scheme}://{host}/?{query_string}", encoded=True)
+            return url, headers
         url = URL(f"{base.scheme}://{host}/?{canonical_query(query)}", encoded=True)
         return url, headers
 
@@ -814,6 +838,10 @@ class EcsClient:
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
     """The whole body, or None when it exceeds ``MAX_BODY_BYTES``."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY_BYTES:
+        # The usual answer: its length is declared (and held to by the parser), read at once.
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(65536):

@@ -24,7 +24,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -40,6 +40,7 @@ __all__ = [
     "v1_signature",
     "v1_string_to_sign",
     "v3_authorization",
+    "v3_authorization_of",
     "v3_canonical_request",
     "v3_signature",
     "v3_string_to_sign",
@@ -84,9 +85,8 @@ def v1_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 def v1_signature(secret: str, string_to_sign: str) -> str:
     """``base64(HMAC-SHA1(secret + "&", string_to_sign))``."""
-    digest = hmac.new(
-        (secret + "&").encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1
-    ).digest()
+    # hmac.digest: the one-shot C implementation, several times cheaper than hmac.new.
+    digest = hmac.digest((secret + "&").encode("utf-8"), string_to_sign.encode("utf-8"), "sha1")
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -98,11 +98,25 @@ def sign_v1(method: str, params: Mapping[str, str], secret: str) -> str:
 # --- V3 -------------------------------------------------------------------------------
 
 
-def _canonical_headers(headers: Mapping[str, str]) -> tuple[str, str]:
-    lowered = {name.lower(): value.strip() for name, value in headers.items()}
-    names = sorted(lowered)
-    block = "".join(f"{name}:{lowered[name]}\n" for name in names)
-    return block, ";".join(names)
+def _canonical_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The headers to sign as (lower-case name, trimmed value) pairs, sorted by name."""
+    return sorted((name.lower(), value.strip()) for name, value in headers.items())
+
+
+def _canonical_request(
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Sequence[tuple[str, str]],
+    hashed_payload: str,
+) -> tuple[str, str]:
+    block = "".join(f"{name}:{value}\n" for name, value in headers)
+    signed_headers = ";".join(name for name, _ in headers)
+    request = (
+        f"{method.upper()}\n{path or '/'}\n{query_string}\n{block}\n{signed_headers}\n"
+        f"{hashed_payload}"
+    )
+    return request, signed_headers
 
 
 def v3_canonical_request(
@@ -116,18 +130,9 @@ def v3_canonical_request(
 
     ``headers`` must be exactly the headers to sign (``host`` and the ``x-acs-*`` ones).
     """
-    header_block, signed_headers = _canonical_headers(headers)
-    request = "\n".join(
-        [
-            method.upper(),
-            path or "/",
-            canonical_query(query),
-            header_block,
-            signed_headers,
-            hashed_payload,
-        ]
+    return _canonical_request(
+        method, path, canonical_query(query), _canonical_headers(headers), hashed_payload
     )
-    return request, signed_headers
 
 
 def v3_string_to_sign(canonical_request: str) -> str:
@@ -136,9 +141,7 @@ def v3_string_to_sign(canonical_request: str) -> str:
 
 def v3_signature(secret: str, string_to_sign: str) -> str:
     """Hex HMAC-SHA256 keyed with the plain secret (no ``&``)."""
-    return hmac.new(
-        secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    return hmac.digest(secret.encode("utf-8"), string_to_sign.encode("utf-8"), "sha256").hex()
 
 
 def v3_authorization(  # noqa: PLR0917 - mirrors the canonical request's parts, in order
@@ -151,7 +154,33 @@ def v3_authorization(  # noqa: PLR0917 - mirrors the canonical request's parts, 
     hashed_payload: str,
 ) -> str:
     """The complete ``Authorization`` header value for a V3 request."""
-    request, signed_headers = v3_canonical_request(method, path, query, headers, hashed_payload)
+    return v3_authorization_of(
+        access_key_id,
+        secret,
+        method,
+        path,
+        canonical_query(query),
+        _canonical_headers(headers),
+        hashed_payload,
+    )
+
+
+def v3_authorization_of(  # noqa: PLR0917 - mirrors the canonical request's parts, in order
+    access_key_id: str,
+    secret: str,
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Sequence[tuple[str, str]],
+    hashed_payload: str,
+) -> str:
+    """``v3_authorization`` from parts already canonical: the encoded query string (as
+    ``canonical_query`` gives it, and as it is sent), and the signed headers as
+    (lower-case name, trimmed value) pairs sorted by name. The client's hot path: the
+    query is encoded once, for the signature and the URL alike."""
+    request, signed_headers = _canonical_request(
+        method, path, query_string, headers, hashed_payload
+    )
     signature = v3_signature(secret, v3_string_to_sign(request))
     return (
         f"{V3_ALGORITHM} Credential={access_key_id},"

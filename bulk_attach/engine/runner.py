@@ -87,7 +87,9 @@ class Engine:
     a queue); an exception it raises ends the run (the pool stops its workers) and leaves
     ``run``. ``journal`` is called for a row just before its first request can leave;
     ``resume`` drops what a previous run settled and ``in_doubt`` collects the rows it left
-    in flight, which the worker reads back before sending anything.
+    in flight, which the worker reads back before sending anything. ``unique_instances``
+    says no instance has two rows to run (a validated input file), so the worker need not
+    remember the links it made for later rows.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Engine:
         journal: Callable[[Row], None] | None = None,
         resume: ResumeState | None = None,
         in_doubt: set[Key] | None = None,
+        unique_instances: bool = False,
     ) -> None:
         self.settings = settings
         self.action = action
@@ -125,6 +128,7 @@ class Engine:
             journal=journal,
             in_doubt=self.in_doubt,
             action=action,
+            unique_instances=unique_instances,
         )
 
     def emit(self, event: Event) -> None:

@@ -108,8 +108,13 @@ class Worker:
         journal: Callable[[Row], None] | None = None,
         in_doubt: Collection[Key] = (),
         action: Action = ATTACH,
+        unique_instances: bool = False,
     ) -> None:
         self.action = action
+        # Each instance has at most one row to run (a validated input file): a row's own
+        # link need not be remembered for a later row of it, and a million remembered IDs
+        # would be the run's largest holding.
+        self._remember_links = not unique_instances
         self._api = api
         self._gate = gate
         self._ledger = ledger
@@ -277,7 +282,8 @@ class Worker:
         if self.action.done_when_linked:
             if self.action.uses_quota:
                 self._ledger.commit(row.vpc_id)
-            self.links.add(row.vpc_id, row.instance_id)
+            if self._remember_links:
+                self.links.add(row.vpc_id, row.instance_id)
         else:
             self.links.remove(row.vpc_id, row.instance_id)
 

@@ -3,8 +3,8 @@
 Two passes over the file, neither holding the rows:
 
 1. validate the header and every record, and note, for each instance, the first line it is
-   validly listed on and its (region, VPC) target (one small int per instance, the targets
-   interned), flagging instances listed for two different targets;
+   validly listed on and its (region, VPC) target (``core/instances.py``: about 24 bytes
+   per instance, the targets interned), flagging instances listed for two different targets;
 2. yield, in file order, a ``Row`` for each record to run, or a ``RowResult`` for each
    record rejected: ``invalid`` (bad or missing value, or an instance listed for two VPCs:
    nothing is sent for any of its rows) or ``duplicate`` (the same instance and VPC as an
@@ -32,13 +32,13 @@ import itertools
 import logging
 import os
 import re
-import sys
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bulk_attach.core.instances import InstanceIndex
 from bulk_attach.core.outcomes import RowResult, Status
 from bulk_attach.core.rows import (
     Columns,
@@ -60,8 +60,6 @@ log = logging.getLogger("bulk_attach.input")
 
 _CHUNK = 1 << 20
 _END = "\x00"
-# Instance -> code: (first line << _SHIFT) | target index; negative (~code) when conflicting.
-_SHIFT = 32
 
 
 # Excel's first line naming the separator ("sep=;"), quoted by some writers.
@@ -448,9 +446,8 @@ class PairsReader:
     """
 
     __slots__ = (
-        "_codes",
-        "_conflicts",
         "_header_line",
+        "_instances",
         "_iterator",
         "_source",
         "_targets",
@@ -475,9 +472,9 @@ class PairsReader:
         self.default_region = default_region or None
         self._source = _Source(self.path, str(path), encoding, delimiter)
         self._targets: list[tuple[str, str]] = []
-        self._codes: dict[str, int] = {}
-        # Conflicting instance -> (line, target index) of the first row that conflicted.
-        self._conflicts: dict[str, tuple[int, int]] = {}
+        # Instance -> its first valid row and target index, and the first row that named
+        # another target (a conflict), if any.
+        self._instances = InstanceIndex()
         self._iterator: Iterator[Row | RowResult] | None = None
         self._header_line = 1
         self.is_report = False
@@ -564,7 +561,7 @@ class PairsReader:
             )
         columns = self._resolve(header)
         target_index: dict[tuple[str, str], int] = {}
-        codes = self._codes
+        instances = self._instances
         display, default, spanning = self._source.display, self.default_region, spanning_problem
         for line, end, fields in records:
             if end > line and (problem := spanning(fields, columns, default)) is not None:
@@ -588,15 +585,11 @@ class PairsReader:
             if index is None:
                 index = target_index[target] = len(self._targets)
                 self._targets.append(target)
-            instance = row.instance_id
-            code = codes.get(instance)
-            if code is None:
-                codes[sys.intern(instance)] = (line << _SHIFT) | index
-            else:
-                self.rejected += 1
-                if code >= 0 and (code & 0xFFFFFFFF) != index:
-                    codes[instance] = ~code  # conflicting: every row of it is rejected
-                    self._conflicts[instance] = (line, index)
+            instances.add(row.instance_id, line, index)
+        instances.freeze()
+        # Repeated rows are rejected (duplicate, or conflicting), and so is the first row of
+        # a conflicting instance.
+        self.rejected += instances.repeats + instances.conflicting
         if self.total == 0:
             # A scheduled job fed an empty export must not look like a job well done.
             raise InputError(
@@ -605,8 +598,6 @@ class PairsReader:
                 "below it; nothing was sent",
                 self._header_line,
             )
-        # Conflicting instances reject their first row too.
-        self.rejected += sum(1 for code in codes.values() if code < 0)
         return columns
 
     def __iter__(self) -> Iterator[Row | RowResult]:
@@ -618,15 +609,11 @@ class PairsReader:
             if isinstance(item, Problem):
                 yield self._rejected(item)
                 continue
-            code = self._codes[item.instance_id]
-            conflicting = code < 0
-            if conflicting:
-                code = ~code
-            first_line = code >> _SHIFT
-            _, first_vpc = self._targets[code & 0xFFFFFFFF]
-            if conflicting:
+            first_line, first_target, conflict = self._instances.first(item.instance_id)
+            _, first_vpc = self._targets[first_target]
+            if conflict is not None:
                 if line == first_line:
-                    other_line, other_index = self._conflicts[item.instance_id]
+                    other_line, other_index = conflict
                     other = f"{self._targets[other_index][1]} at line {other_line}"
                 else:
                     other = f"{first_vpc} at line {first_line}"
@@ -684,7 +671,7 @@ class PairsReader:
     def __repr__(self) -> str:
         return (
             f"<PairsReader {self._source.display} {self.total} rows, {self.rejected} rejected, "
-            f"{len(self._codes)} instances>"
+            f"{len(self._instances)} instances>"
         )
 
 

@@ -3,6 +3,7 @@
 Run as a script (not collected by pytest)::
 
     python tests/benchmarks/bench_memory.py [--run-rows 100000] [--validate-rows 1000000]
+                                            [--million]
 
 Each figure is the peak resident set (``VmHWM``, and ``ru_maxrss`` as a cross-check) of a
 fresh subprocess that does one thing, so nothing measured before it inflates it:
@@ -10,7 +11,8 @@ fresh subprocess that does one thing, so nothing measured before it inflates it:
 * ``baseline``: import the package and the event loop, nothing else (the fixed cost);
 * ``run``: ``run_job`` over a generated CSV of 100,000 distinct rows (500 to a VPC), no rate
   limit, against the minimal always-succeeding server of ``bench_overhead.py`` (in its own
-  process), report and summary written. Target: < 150 MB;
+  process), report and summary written. Target: < 150 MB; with ``--million``, 1,000,000
+  rows (a few minutes) and issue 10's target: <= 200 MB;
 * ``validate``: ``read_pairs`` over 1,000,000 rows (the validating first pass), then every row
   iterated, as the CLI does before a run. Target: < 400 MB.
 
@@ -33,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 TIME_LIMIT = 300.0  # seconds for one child, whatever happens
+MILLION_TIME_LIMIT = 900.0  # the million-row run takes about four minutes on 2 cores
 RUN_TARGET_MB = 150.0
+MILLION_TARGET_MB = 200.0  # issue 10: a full run of 1,000,000 rows
 VALIDATE_TARGET_MB = 400.0
 
 
@@ -58,10 +62,16 @@ def child(args: argparse.Namespace) -> None:
 
         asyncio.run(asyncio.sleep(0))
     elif args.child == "run":
+        import bench_overhead
         from bench_overhead import run_ours
 
+        bench_overhead.TIME_LIMIT = args.limit  # a million rows outlast its 180 s
+
+        # A ceiling that never binds: with none (rate None) the flow controller's slow start
+        # doubles its pace 4 times a second with no end against a server that never
+        # throttles, and overflows after about four minutes (reported in issue 10).
         summary = asyncio.run(
-            run_ours(args.endpoint, Path(args.csv), Path(args.report), args.concurrency)
+            run_ours(args.endpoint, Path(args.csv), Path(args.report), args.concurrency, 1e6)
         )
         detail = {"by_status": summary["by_status"], "exit_code": summary["exit_code"]}
     else:
@@ -82,12 +92,12 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result), flush=True)
 
 
-def measure(what: str, *extra: str) -> dict[str, Any]:
+def measure(what: str, *extra: str, limit: float = TIME_LIMIT) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", what, *extra],
         capture_output=True,
         text=True,
-        timeout=TIME_LIMIT,
+        timeout=limit,
         check=False,
     )
     if done.returncode != 0:
@@ -100,12 +110,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-rows", type=int, default=100_000)
     parser.add_argument("--validate-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--million", action="store_true", help="the run over 1,000,000 rows (target 200 MB)"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="also print one JSON result line")
     parser.add_argument("--child", choices=("baseline", "run", "validate"), help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=float, default=TIME_LIMIT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -113,7 +127,9 @@ def main() -> int:
 
     from bench_overhead import minimal_server, write_pairs
 
-    run_rows = min(args.run_rows, 1_000_000)
+    run_rows = 1_000_000 if args.million else min(args.run_rows, 1_000_000)
+    run_target = MILLION_TARGET_MB if args.million else RUN_TARGET_MB
+    run_limit = MILLION_TIME_LIMIT if args.million else TIME_LIMIT
     validate_rows = min(args.validate_rows, 5_000_000)
     print(f"{os.cpu_count()} cores; each figure from a fresh subprocess")
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
@@ -130,6 +146,8 @@ def main() -> int:
                 f"--report={report}",
                 f"--endpoint={server.endpoint}",
                 f"--concurrency={args.concurrency}",
+                f"--limit={run_limit - 10}",
+                limit=run_limit,
             )
         pairs.unlink()
         attached = run["by_status"].get("attached", 0)
@@ -155,10 +173,10 @@ def main() -> int:
 
     run_peak = float(run["peak_mb"])
     validate_peak = float(validate["peak_mb"])
-    run_ok = run_peak < RUN_TARGET_MB
+    run_ok = run_peak <= run_target if args.million else run_peak < run_target
     validate_ok = validate_peak < VALIDATE_TARGET_MB
     print(
-        f"memory: run {run_peak:.0f} MB (target < {RUN_TARGET_MB:g}): "
+        f"memory: run {run_peak:.0f} MB (target {'<=' if args.million else '<'} {run_target:g}): "
         f"{'PASS' if run_ok else 'FAIL'}; validate {validate_peak:.0f} MB "
         f"(target < {VALIDATE_TARGET_MB:g}): {'PASS' if validate_ok else 'FAIL'}"
     )

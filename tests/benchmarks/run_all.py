@@ -2,7 +2,7 @@
 
 Run as a script (not collected by pytest)::
 
-    python tests/benchmarks/run_all.py [--only rate,overhead,memory,emulator,flow]
+    python tests/benchmarks/run_all.py [--only rate,overhead,hotpath,memory,emulator,flow]
 
 Each benchmark's own output is shown as it runs; the table at the end repeats the figures
 that matter, with their targets. The exit status is 1 when any target is missed or any
@@ -115,6 +115,41 @@ def overhead_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def hotpath_figures(data: dict[str, Any]) -> list[Figure]:
+    name = "hot path"
+    figures = [
+        Figure(
+            name,
+            f"{who}, whole process, {data['rows']:,} rows",
+            f"{data[f'{key}_rows_per_s']:,.0f} rows/s, "
+            f"{data[f'{key}_cpu_us_per_row']:.0f} us CPU/row",
+        )
+        for key, who in (("ours", "ours"), ("sdk", "official async SDK"), ("raw", "raw aiohttp"))
+    ]
+    for key, target in (("sdk", 3.0), ("raw", 0.7)):
+        wall, cpu = data[f"ratio_{key}_wall"], data[f"ratio_{key}_cpu"]
+        figures.append(
+            Figure(
+                name,
+                f"ours / {key} (wall, CPU)",
+                f"{wall:.2f}x, {cpu:.2f}x",
+                f">= {target}x",
+                wall >= target and cpu >= target,
+            )
+        )
+    starts = f"--help {data['help_s']:.2f} s, --version {data['version_s']:.2f} s"
+    figures.append(
+        Figure(
+            name,
+            "start-up, median",
+            starts,
+            "<= 0.3 s",
+            max(data["help_s"], data["version_s"]) <= 0.3,
+        )
+    )
+    return figures
+
+
 def memory_figures(data: dict[str, Any]) -> list[Figure]:
     name = "memory"
     return [
@@ -192,6 +227,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[int, str], Outcome]]] = {
     "emulator": ("bench_emulator.py", emulator_outcome),
     "rate": ("bench_rate.py", lambda c, o: json_outcome(rate_figures, c, o)),
     "overhead": ("bench_overhead.py", lambda c, o: json_outcome(overhead_figures, c, o)),
+    "hotpath": ("bench_hotpath.py", lambda c, o: json_outcome(hotpath_figures, c, o)),
     "memory": ("bench_memory.py", lambda c, o: json_outcome(memory_figures, c, o)),
     "plan": ("bench_plan.py", lambda c, o: json_outcome(plan_figures, c, o)),
     # The full matrix takes about half an hour; run_all takes the quick one.

@@ -186,3 +186,23 @@ def test_the_pace_stays_positive_and_under_the_ceiling(
             assert control.pace <= ceiling
             assert control.limit is None or control.limit <= ceiling * (1 + 1e-9)
     repr(control)
+
+
+@pytest.mark.parametrize("ceiling", [None, 1e6])
+def test_a_service_that_never_throttles_does_not_grow_the_pace_without_bound(
+    ceiling: float | None,
+) -> None:
+    """A run held back by its concurrency (here 30 answers a second) against a service that
+    never throttles: the pace grows only as far as it is used. Unbounded, the slow start's
+    doubling four times a second reached infinity after about four minutes and the run
+    ended on an OverflowError."""
+    control = FlowControl(ceiling)
+    now = 0.5
+    for _ in range(30 * 600):  # ten minutes at 30 a second
+        now += 1 / 30
+        control.sent(now)
+        control.on_accepted(now + 0.001)
+        assert math.isfinite(control.pace)
+        assert math.isfinite(control.delay(now))
+    bound = 2 * max(30, 100) if ceiling is None else control.ceiling_pace
+    assert control.pace <= bound

@@ -51,6 +51,14 @@ def test_per_minute_windows_wherever_the_run_starts_in_the_minute(second: float)
     check(scenario("60s-windows", 40.0, 0, start=1_800_000_000.0 + second))
 
 
+@pytest.mark.parametrize(("shape", "limit", "ask"), [("bucket", 10.0, 0), ("bucket", 40.0, 10)])
+def test_a_run_that_starts_late_in_a_clock_second(shape: str, limit: float, ask: int) -> None:
+    """Started 0.95 s into a second, the first throttle comes early in the next, when that
+    second's count is a fraction of a token bucket's rate: estimated from it, the pace
+    stayed far below the limit (1.5 x the ideal time) and grew back at 0.5 % a second."""
+    check(scenario(shape, limit, ask * limit, start=1_800_000_020.95))
+
+
 def test_the_wave_that_spends_a_minute_window_does_not_freeze_the_queue() -> None:
     """The stall seen in the benchmark: with no ceiling the slow start spends a 60-second
     window in a second, 64 requests come back throttled at once, and each once doubled the

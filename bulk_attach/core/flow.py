@@ -25,9 +25,12 @@ all). The controller learns it from what the service accepts, and only from that
   and the next probe goes just after the next minute boundary, not every few seconds.
   The first accepted answer ends the stall.
 * **Probing up.** While the service accepts everything, the limit grows by ``GROWTH`` per
-  second (the limit may have been raised, another tool may have stopped), so the pace
-  returns slowly above the old limit and a throttle re-measures it: a sawtooth a few
-  percent wide, a throttled answer every few seconds.
+  accepted request (the limit may have been raised, another tool may have stopped), so
+  the pace returns slowly above the old limit and a throttle re-measures it: a sawtooth a
+  few percent wide, one throttled answer every few hundred requests whatever the limit.
+  Growth stops at twice what the service accepted in the last second: a pace the run
+  does not use (held back by its concurrency, or a service that never throttles) does not
+  grow, so it can neither burst later nor overflow.
 
 Time is any clock in seconds whose whole seconds and minutes are the service's (wall
 time: ``time.time``), passed to every method; nothing here reads a clock or sleeps.
@@ -36,11 +39,12 @@ time: ``time.time``), passed to every method; nothing here reads a clock or slee
 from __future__ import annotations
 
 import math
+from collections import deque
 
 __all__ = ["FlowControl", "slack_for"]
 
 MARGIN = 0.97  # pace as a share of the estimated limit
-GROWTH = 0.005  # the limit's growth per second while nothing is throttled
+GROWTH = 1 / 8000  # the limit's growth per accepted request while nothing is throttled
 SLOW_START = 100.0  # first pace without a ceiling, per second
 SLOW_START_DOUBLING = 0.25  # seconds per doubling of the pace before the first throttle
 LONG_WINDOW = 60.0  # seconds: ECS's per-minute windows
@@ -70,12 +74,14 @@ class FlowControl:
 
     __slots__ = (
         "_backoff",
+        "_grown_at",
         "_long",
         "_lowered",
         "_min_count",
         "_min_index",
         "_prev_count",
         "_probe_at",
+        "_recent",
         "_sec_count",
         "_sec_index",
         "_stall",
@@ -106,6 +112,8 @@ class FlowControl:
         self._sec_index = 0
         self._sec_count = 0
         self._prev_count = 0
+        self._grown_at = 0  # ``accepted`` when the limit last grew
+        self._recent: deque[float] = deque()  # when answers were accepted, the last second
         self._min_index = 0
         self._min_count = 0
         self.accepted = 0
@@ -154,6 +162,10 @@ class FlowControl:
         self._min_count += 1
         self.accepted += 1
         self.last_accepted = now
+        recent = self._recent
+        recent.append(now)
+        while recent[0] <= now - 1.0:
+            recent.popleft()
         self._grow(now)
         if self._stall is None or self._before_stall(sent_at):
             # Sent before the stall began: the service took it before its budget ran out,
@@ -173,7 +185,7 @@ class FlowControl:
         if self._stall is None:
             self._stall = now
             self._long = False
-            seen = max(self._prev_count, self._sec_count)
+            seen = max(self._prev_count, self._last_second(now))
             estimate = seen if seen >= 1 else self.pace / 2
             recent = self._lowered is not None and now - self._lowered < 1.0
             # Once per second at most on the pace alone (a bucket refuses every other call
@@ -210,6 +222,17 @@ class FlowControl:
 
     # --- inside ------------------------------------------------------------------------
 
+    def _last_second(self, now: float) -> int:
+        """What the service accepted in the last second, whatever its phase. A clock
+        second's count is exact for fixed windows (a throttle means the window's budget is
+        spent) but only a fraction of a token bucket's rate when the throttle comes early
+        in the second (a run that starts late in one, a bucket drained just after a
+        stall); the last whole second before the throttle measures both."""
+        recent = self._recent
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        return len(recent)
+
     def _before_stall(self, sent_at: float | None) -> bool:
         return sent_at is not None and self._stall is not None and sent_at < self._stall
 
@@ -229,6 +252,7 @@ class FlowControl:
             return False
         self.limit = limit
         self.pace = self._pace_for(limit)
+        self._grown_at = self.accepted
         self._updated = now
         self._lowered = now
         self.decreases += 1
@@ -237,14 +261,24 @@ class FlowControl:
     def _grow(self, now: float) -> None:
         """Probe upwards with time, only while the service accepts (not during a stall)."""
         last, self._updated = self._updated, now
-        if last is None or self._stall is not None or now <= last:
+        if self._stall is not None:
+            self._grown_at = self.accepted  # what a stall's answers say is not growth
             return
-        elapsed = now - last
+        # Growth only while it is used: never past twice what the service accepted in the
+        # last whole second or so far in this one (a run held back by its concurrency, or
+        # one that never meets the limit, does not grow a pace it cannot use, toward a
+        # burst later or past any float).
+        used = 2.0 * max(self._prev_count, self._sec_count, SLOW_START / 2)
         if self.limit is None:
-            if self.ceiling is None:
-                self.pace *= 2.0 ** (elapsed / SLOW_START_DOUBLING)
+            if self.ceiling is None and last is not None and now > last:
+                doubling = 2.0 ** ((now - last) / SLOW_START_DOUBLING)
+                self.pace = min(self.pace * doubling, used)
             return
-        self.limit *= 1.0 + GROWTH * elapsed
+        # Per request accepted, not per second: a throttle every few hundred requests
+        # whatever the limit (0.5 % of 10/s per second would cost 1.7 % of all requests).
+        grown = self.limit * (1.0 + GROWTH * (self.accepted - self._grown_at))
+        self._grown_at = self.accepted
+        self.limit = min(grown, max(self.limit, used))
         if self.ceiling is not None:
             self.limit = min(self.limit, self.ceiling)
         self.pace = self._pace_for(self.limit)

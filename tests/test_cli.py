@@ -543,3 +543,33 @@ async def test_kill_9_loses_no_settled_row(
     for record in records:
         assert record.status.value == "attached", record
         assert links.get(record.instance_id) == record.vpc_id
+
+
+async def test_run_emulator_applies_the_world_flow_control(
+    run_cli: RunCli, write_pairs: WritePairs, tmp_path: Path
+) -> None:
+    """The embedded emulator throttles as the world file says (here 10 attaches a second,
+    fixed windows), and the run, asked for no rate at all, learns that limit: every row
+    attached, some answers throttled, the learned limit near 10 in the summary."""
+    rows = pairs(40)
+    path = write_pairs(rows)
+    world = tmp_path / "world.json"
+    world.write_text(
+        json.dumps(
+            {
+                "instances": [{"InstanceId": i, "RegionId": r} for r, i, _ in rows],
+                "vpcs": [{"VpcId": v, "RegionId": "cn-hangzhou"} for v in ("vpc-a", "vpc-b")],
+                "flow_control": {"limiter": "window", "limits": {"AttachClassicLinkVpc": 10}},
+            }
+        )
+    )
+    report = tmp_path / "out.csv"
+    result = await run_cli(
+        "run", path, "--emulator", "--world", world, "--rate", "0", "--report", report
+    )
+    assert result.returncode == ExitCode.OK, result
+    summary = json.loads(report.with_name("out.csv.summary.json").read_text())
+    assert summary["by_status"]["attached"] == 40
+    attach = summary["flow"]["cn-hangzhou/AttachClassicLinkVpc"]
+    assert attach["throttled"] > 0
+    assert 5 <= attach["learned_limit"] <= 20

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
@@ -77,14 +77,22 @@ class ApiGate:
         self._changed = asyncio.Event()
         self.sent = 0
 
+    def try_acquire(self) -> float | None:
+        """This API's turn now, without waiting (the common case at speed: no queue, no
+        wait); returns when the request left, or None when it must wait (``acquire``)."""
+        control = self.control
+        if self._lock.locked() or control.delay(now := self._clock()) > 0:
+            return None
+        control.sent(now)
+        self.sent += 1
+        return now
+
     async def acquire(self) -> float:
         """Wait for this API's turn; returns when the request left (the gate's clock)."""
+        if (now := self.try_acquire()) is not None:
+            return now
         control = self.control
         clock = self._clock
-        if not self._lock.locked() and control.delay(now := clock()) <= 0:
-            control.sent(now)  # the common case at speed: no queue, no wait
-            self.sent += 1
-            return now
         async with self._lock:
             while (wait := control.delay(now := clock())) > 0:
                 refused_for = control.refused_for(now)
@@ -173,15 +181,11 @@ class RateGate:
             )
         return gate
 
-    async def _acquire(self, gate: ApiGate) -> None:
-        _LAST.set((gate, await gate.acquire()))
-        if self.rate is not None:
-            ceiling = self._ceilings.get(gate.region)
-            if ceiling is None:
-                ceiling = self._ceilings[gate.region] = ApiGate(
-                    gate.region, "*", self.rate, self._clock
-                )
-            await ceiling.acquire()
+    def _ceiling(self, region: str) -> ApiGate:
+        ceiling = self._ceilings.get(region)
+        if ceiling is None:
+            ceiling = self._ceilings[region] = ApiGate(region, "*", self.rate, self._clock)
+        return ceiling
 
     async def __call__(self, region: str, action: str) -> None:
         """The client's hook, awaited right before each request is sent."""
@@ -204,15 +208,27 @@ class RateGate:
             _ADMITTED.reset(token)  # unspent if the block sent nothing through this gate
 
     async def _pass(self, region: str, action: str) -> None:
+        """This (region, API)'s turn, then the region's ceiling's (each without a wait
+        when its turn is now: no coroutine, no timeout scope per request at speed)."""
         control = self._control
+        if control is not None and control.sending_closed:
+            raise SendingClosed
         gate = self.gate(region, action)
-        if control is None:
-            await self._acquire(gate)
-        else:
-            await control.unless_closed(self._acquire(gate))
+        sent_at = gate.try_acquire()
+        if sent_at is None:
+            sent_at = await self._wait(gate.acquire())
+        _LAST.set((gate, sent_at))
+        if self.rate is not None:
+            ceiling = self._ceiling(region)
+            if ceiling.try_acquire() is None:
+                await self._wait(ceiling.acquire())
         # Checked after the wait too: sending may have closed while this task was woken.
         if control is not None and control.sending_closed:
             raise SendingClosed
+
+    async def _wait(self, waiting: Awaitable[float]) -> float:
+        control = self._control
+        return await (waiting if control is None else control.unless_closed(waiting))
 
     def _last(self, region: str) -> tuple[ApiGate, float | None]:
         last = _LAST.get()

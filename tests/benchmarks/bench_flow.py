@@ -2,7 +2,7 @@
 
 Run as a script (not collected by pytest)::
 
-    python tests/benchmarks/bench_flow.py [--quick] [--only SHAPE] [--json]
+    python tests/benchmarks/bench_flow.py [--quick] [--only SHAPE] [--json] [--virtual]
 
 For each server-side limiter shape (fixed 1-second windows, fixed 60-second windows, a
 token bucket), each limit S (10, 40, 200 attaches per second), the user asking ``--rate``
@@ -16,6 +16,11 @@ Measured at the server: the attach phase (first to last attach that arrives), ov
 ideal (N / S; with the halving, D/2 + N/2 / (S/2) for D = N / S); the share of attach
 requests answered Throttling.User; rows failed. Goals: time <= 1.10 x ideal (1.15 with
 the halving), throttled <= 3 % (5 %), no row failed. ``--quick`` runs four cells.
+
+``--virtual`` runs the same cells through ``tests/flowsim.py`` instead: the same engine,
+client and emulator on an event loop whose clock jumps over idle waits (an infinitely
+fast machine), the whole matrix in about a minute. It answers "is the controller right",
+the wall-clock run "is it right on this machine".
 """
 
 from __future__ import annotations
@@ -189,18 +194,52 @@ def cells(quick: bool, only: str | None) -> list[Cell]:
     return [c for c in chosen if only is None or c.shape == only]
 
 
+def measure_virtual(cell: Cell) -> dict[str, object]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from flowsim import Scenario, simulate
+
+    halve_at = cell.rows / cell.limit / 2 if cell.halve else None
+    outcome = simulate(Scenario(cell.shape, cell.limit, cell.ask, cell.rows, halve_at=halve_at))
+    ratio = outcome.phase / cell.ideal
+    time_goal, share_goal = cell.goals
+    return {
+        "cell": str(cell),
+        "rows": cell.rows,
+        "attached": outcome.attached,
+        "phase_s": round(outcome.phase, 2),
+        "ideal_s": round(cell.ideal, 2),
+        "ratio": round(ratio, 3),
+        "throttled": outcome.throttled,
+        "attach_requests": outcome.attach_requests,
+        "throttled_share": round(outcome.throttled_share, 4),
+        "failed": outcome.failed,
+        "failed_throttling": sum(
+            1 for r in outcome.results if r.error_code.startswith("Throttling")
+        ),
+        "pass": ratio <= time_goal
+        and outcome.throttled_share <= share_goal
+        and outcome.failed == 0,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="four cells, a smoke run")
     parser.add_argument("--only", choices=sorted(SHAPES), help="one limiter shape")
     parser.add_argument("--json", action="store_true", help="also print one JSON result line")
+    parser.add_argument(
+        "--virtual", action="store_true", help="in virtual time (tests/flowsim.py), not wall time"
+    )
     args = parser.parse_args()
     figures = []
     started = time.monotonic()
     print(f"{'cell':34} {'time/ideal':>10} {'throttled':>14} {'failed':>6}")
     for cell in cells(args.quick, args.only):
-        with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
-            data = asyncio.run(measure(cell, Path(tmp)))
+        if args.virtual:
+            data = measure_virtual(cell)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
+                data = asyncio.run(measure(cell, Path(tmp)))
         figures.append(data)
         print(
             f"{cell!s:34} {data['ratio']:>10.3f} "

@@ -68,6 +68,13 @@ class Link:
     def region(self) -> str | None:
         return resolve_region(self.region_option, self.env, self.options)
 
+    def credential_options(self) -> CredentialOptions:
+        """The credential options, with STS reached as the API is (proxies, CA bundle)."""
+        from bulk_attach.api.network import Network
+
+        network = Network.from_settings(self.client.proxies, self.client.ca_bundle)
+        return replace(self.options, network=network)
+
 
 async def start(
     settings: RunSettings,
@@ -165,7 +172,7 @@ async def connect(
             stack, settings, link.client, link.world, link.emulator_state
         )
     else:
-        credentials = await open_credentials(link.options, link.env)
+        credentials = await open_credentials(link.credential_options(), link.env)
         stack.push_async_callback(credentials.aclose)
         client_settings = link.client
     log.info("credentials from %s", credentials.source)

@@ -40,7 +40,7 @@ async def whoami_main(link: Link, *, quiet: bool) -> int:
             )
             client_settings = replace(client_settings, endpoint=emu.endpoint)
         else:
-            credentials = await open_credentials(link.options, env)  # ConfigError: exit 3
+            credentials = await open_credentials(link.credential_options(), env)  # exit 3
             stack.push_async_callback(credentials.aclose)
         say(f"source:   {credentials.source}")
         ok = True

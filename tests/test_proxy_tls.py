@@ -24,7 +24,9 @@ import pytest
 import trustme
 
 from bulk_attach.api.client import EcsClient
-from bulk_attach.api.credentials import Credentials
+from bulk_attach.api.credentials import CredentialOptions, Credentials, open_credentials
+from bulk_attach.api.identity import caller_identity
+from bulk_attach.api.network import Network
 from bulk_attach.core.catalog import LocalCode
 from bulk_attach.core.outcomes import Status
 from bulk_attach.emulator.model import EcsModel, Instance, Vpc
@@ -46,7 +48,12 @@ STS_SECRET = "proxy-test-secret-Kq93"
 TOKEN = "CAIS-proxy-test-token+/=value"
 PROXY_USER, PROXY_PASSWORD = "alice", "proxy-pass-77"
 # The official hosts a cn-hangzhou run reaches (api/endpoints.py), and one more region's.
-HOSTS = ("ecs-cn-hangzhou.aliyuncs.com", "vpc.aliyuncs.com", "ecs.cn-shanghai.aliyuncs.com")
+HOSTS = (
+    "ecs-cn-hangzhou.aliyuncs.com",
+    "vpc.aliyuncs.com",
+    "ecs.cn-shanghai.aliyuncs.com",
+    "sts.aliyuncs.com",
+)
 # Each secret whole, and the token's part that reads the same however it is encoded.
 TOKEN_CORE = TOKEN.split("+", 1)[0]
 SECRETS = (STS_SECRET, TOKEN, TOKEN_CORE, PROXY_PASSWORD)
@@ -356,3 +363,34 @@ async def test_a_whole_run_through_the_proxy_over_tls(tls: Tls, tmp_path: Path) 
     assert set(proxy.tunnels) <= {"ecs-cn-hangzhou.aliyuncs.com:443", "vpc.aliyuncs.com:443"}
     assert proxy.forwarded == []
     assert_nothing_secret_in_clear(proxy)
+
+
+async def test_sts_is_reached_through_the_proxy_and_the_ca_bundle_too(tls: Tls) -> None:
+    """A scheduler behind a proxy assumes its role (--ram-role-arn) and asks who it is
+    (-v, whoami) through the same proxy and CA bundle as its API calls: once, STS went
+    direct with the system's CAs, which a proxied network cannot reach."""
+    async with tls_world(tls) as (_, proxy):
+        proxies = ProxySettings(https=proxy.url(credentials=True))
+        options = CredentialOptions(
+            access_key_id=STS_AK,
+            access_key_secret=STS_SECRET,
+            security_token=TOKEN,
+            ram_role_arn="acs:ram::1234567890123456:role/bulk-attach-proxy",
+            network=Network.from_settings(proxies, tls.bundle),
+        )
+        provider = await open_credentials(options, {})
+        try:
+            assumed = await provider.current()
+            identity = await caller_identity(
+                provider, {}, ClientSettings(proxies=proxies, ca_bundle=tls.bundle)
+            )
+        finally:
+            await provider.aclose()
+    assert assumed.security_token
+    assert assumed.access_key_id != STS_AK
+    assert "assumed-role/bulk-attach-proxy" in identity.arn
+    assert proxy.tunnels == ["sts.aliyuncs.com:443", "sts.aliyuncs.com:443"]
+    assert proxy.forwarded == []
+    assert_nothing_secret_in_clear(proxy)
+    assert assumed.access_key_secret.encode() not in proxy.clear
+    assert (assumed.security_token or "").encode() not in proxy.clear

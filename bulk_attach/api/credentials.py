@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
+    from bulk_attach.api.network import Network
+
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "EXPIRED_TOKEN_CODES",
@@ -346,6 +348,9 @@ class CredentialOptions:
     role_session_name: str | None = None
     external_id: str | None = None
     sts_region: str | None = None
+    # How STS is reached: the API calls' proxies and CA bundle (``Link`` sets it); None:
+    # directly, with the system's CAs.
+    network: Network | None = None
 
     def __repr__(self) -> str:
         key = mask_access_key_id(self.access_key_id) if self.access_key_id else None
@@ -399,6 +404,7 @@ class _Role:
     external_id: str | None = field(default=None, repr=False)
     sts_region: str | None = None
     vpc: bool = False
+    network: Network | None = field(default=None, compare=False)
 
 
 def _role(
@@ -449,6 +455,7 @@ def _role(
         or (external_id if isinstance(external_id, str) and external_id else None),
         sts_region=region,
         vpc=_true(env, ENV_VPC_ENDPOINT),
+        network=options.network,
     )
 
 
@@ -490,6 +497,7 @@ def _assuming(
             policy=role.policy,
             external_id=role.external_id,
             source=label,
+            network=role.network,
         )
 
     return RefreshingCredentials(fetch, label)
@@ -520,6 +528,7 @@ def _oidc(
             session_name=role.session_name,
             duration=role.duration,
             source=label,
+            network=role.network,
         )
 
     return RefreshingCredentials(fetch, label)
@@ -769,7 +778,9 @@ def _from_profile(
         if found is None:
             raise ConfigError(f"{label}: source_profile {name!r} is not in {profile.path}")
         inner = _Profile(name, found, profile.path, "source_profile", profile.profiles)
-        base = _from_profile(inner, env, CredentialOptions(), (*seen, profile.name))
+        base = _from_profile(
+            inner, env, CredentialOptions(network=options.network), (*seen, profile.name)
+        )
         return _assuming(base, _profile_role(data, label, env, options), env, source)
     if mode == "EcsRamRole":
         role_name = data.get("ram_role_name")

@@ -17,6 +17,7 @@ from bulk_attach.api.credentials import (
     ENV_STS_REGION,
     CredentialsProvider,
 )
+from bulk_attach.api.network import Network
 from bulk_attach.errors import ApiError, EcsError
 from bulk_attach.settings import ClientSettings
 
@@ -58,8 +59,11 @@ async def caller_identity(
     timeout = aiohttp.ClientTimeout(
         connect=client_settings.connect_timeout, sock_read=client_settings.read_timeout
     )
+    network = Network.from_settings(client_settings.proxies, client_settings.ca_bundle)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return await sts.get_caller_identity(session, sts_endpoint_for(env, client_settings), creds)
+        return await sts.get_caller_identity(
+            session, sts_endpoint_for(env, client_settings), creds, network=network
+        )
 
 
 @dataclass(frozen=True, slots=True)

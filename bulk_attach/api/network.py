@@ -22,10 +22,12 @@ only, in the ``CONNECT``), and never appear in a message.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from yarl import URL
@@ -33,7 +35,16 @@ from yarl import URL
 from bulk_attach.errors import ConfigError
 from bulk_attach.settings import ProxySettings
 
-__all__ = ["Route", "Routes", "bypasses", "is_loopback", "parse_proxy", "tls_context"]
+__all__ = [
+    "DIRECT_NETWORK",
+    "Network",
+    "Route",
+    "Routes",
+    "bypasses",
+    "is_loopback",
+    "parse_proxy",
+    "tls_context",
+]
 
 _PROXY_SCHEMES = ("http", "https")
 
@@ -176,3 +187,39 @@ def tls_context(ca_bundle: Path | None) -> ssl.SSLContext | None:
     if not ca_bundle.is_dir() and not context.get_ca_certs():
         raise ConfigError(f"CA bundle {ca_bundle}: holds no CA certificate")
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """How the calls made outside ``EcsClient`` (STS's AssumeRole, AssumeRoleWithOIDC and
+    GetCallerIdentity) reach their hosts: through the API calls' proxies and CA bundle, so
+    a scheduler behind a proxy assumes its role the way it calls ECS."""
+
+    routes: Routes = Routes(https=None, http=None, no_proxy="")
+    ca_bundle: Path | None = None
+
+    @classmethod
+    def from_settings(cls, proxies: ProxySettings, ca_bundle: Path | None) -> Network:
+        """``ConfigError`` for a proxy URL that cannot be used: said at start-up."""
+        return cls(Routes.from_settings(proxies), ca_bundle)
+
+    def request_options(self, url: URL) -> dict[str, Any]:
+        """aiohttp's per-request ``proxy``, ``proxy_headers`` and ``ssl`` for ``url``
+        (``ConfigError`` as ``Routes.for_url``: no signed request through a proxy in clear)."""
+        route = self.routes.for_url(url)
+        options: dict[str, Any] = {}
+        if route.proxy is not None:
+            options["proxy"] = route.proxy
+            if route.headers:
+                options["proxy_headers"] = route.headers
+        if url.scheme == "https" and self.ca_bundle is not None:
+            options["ssl"] = _tls_context_of(self.ca_bundle)
+        return options
+
+
+DIRECT_NETWORK = Network()
+
+
+@functools.cache
+def _tls_context_of(ca_bundle: Path) -> ssl.SSLContext | None:
+    return tls_context(ca_bundle)

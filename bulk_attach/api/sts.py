@@ -28,6 +28,7 @@ import aiohttp
 from yarl import URL
 
 from bulk_attach.api.credentials import Credentials, FetchError
+from bulk_attach.api.network import DIRECT_NETWORK, Network
 from bulk_attach.api.signing import canonical_query, percent_encode, sign_v1
 
 __all__ = [
@@ -78,10 +79,11 @@ async def _send(
     *,
     headers: Mapping[str, str] | None = None,
     limit: float | None = None,
+    network: Network | None = None,
 ) -> tuple[int, bytes]:
     """One request; transport failures become ``FetchError`` naming the origin only."""
     origin = url.origin()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = (network or DIRECT_NETWORK).request_options(url)
     if limit is not None:
         extra["timeout"] = aiohttp.ClientTimeout(total=limit)
     try:
@@ -155,6 +157,7 @@ async def _sts_call(
     *,
     signer: Credentials | None,
     what: str,
+    network: Network | None,
 ) -> dict[str, Any]:
     query = {
         **params,
@@ -176,7 +179,7 @@ async def _sts_call(
             query["SecurityToken"] = signer.security_token
         query["Signature"] = sign_v1("POST", query, signer.access_key_secret)
     url = URL(f"{endpoint.origin()}/?{canonical_query(query)}", encoded=True)
-    status, body = await _send(session, "POST", url, what)
+    status, body = await _send(session, "POST", url, what, network=network)
     hidden = (signer.access_key_secret, signer.security_token) if signer else ()
     doc = _json(body)
     if status != 200 or doc is None:
@@ -195,6 +198,7 @@ async def assume_role(
     policy: str | None,
     external_id: str | None,
     source: str,
+    network: Network | None = None,
 ) -> Credentials:
     what = f"AssumeRole {role_arn} at {endpoint.origin()}"
     params = {"RoleArn": role_arn, "RoleSessionName": session_name}
@@ -203,7 +207,9 @@ async def assume_role(
         params["Policy"] = policy
     if external_id:
         params["ExternalId"] = external_id
-    doc = await _sts_call(session, endpoint, "AssumeRole", params, signer=signer, what=what)
+    doc = await _sts_call(
+        session, endpoint, "AssumeRole", params, signer=signer, what=what, network=network
+    )
     box = doc.get("Credentials")
     if not isinstance(box, dict):
         raise FetchError(f"{what}: the answer has no Credentials")
@@ -220,6 +226,7 @@ async def assume_role_with_oidc(
     session_name: str,
     duration: int,
     source: str,
+    network: Network | None = None,
 ) -> Credentials:
     what = f"AssumeRoleWithOIDC {role_arn} at {endpoint.origin()}"
     params = {
@@ -231,7 +238,13 @@ async def assume_role_with_oidc(
     }
     try:
         doc = await _sts_call(
-            session, endpoint, "AssumeRoleWithOIDC", params, signer=None, what=what
+            session,
+            endpoint,
+            "AssumeRoleWithOIDC",
+            params,
+            signer=None,
+            what=what,
+            network=network,
         )
     except FetchError as error:
         raise FetchError(_scrub(str(error), [token]), code=error.code) from None
@@ -242,10 +255,16 @@ async def assume_role_with_oidc(
 
 
 async def get_caller_identity(
-    session: aiohttp.ClientSession, endpoint: URL, signer: Credentials
+    session: aiohttp.ClientSession,
+    endpoint: URL,
+    signer: Credentials,
+    *,
+    network: Network | None = None,
 ) -> Identity:
     what = f"GetCallerIdentity at {endpoint.origin()}"
-    doc = await _sts_call(session, endpoint, "GetCallerIdentity", {}, signer=signer, what=what)
+    doc = await _sts_call(
+        session, endpoint, "GetCallerIdentity", {}, signer=signer, what=what, network=network
+    )
 
     def text(name: str) -> str:
         value = doc.get(name)

@@ -367,3 +367,30 @@ async def test_https_verifies_the_certificate_for_the_host_and_makes_its_context
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("banner", [b"SSH-2.0-OpenSSH_9.6\r\n", b"220 ftp", b"HTTP/2 200\r\n"])
+async def test_a_banner_that_is_not_http_is_malformed_even_when_the_server_closes(
+    banner: bytes,
+) -> None:
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner)
+        await writer.drain()
+
+    async with Server([greet]) as server:
+        pool = make_pool()
+        with pytest.raises(MalformedAnswer):
+            await fetch(pool, server)
+        await pool.close()
+
+
+async def test_a_close_in_the_middle_of_a_status_line_is_a_lost_connection() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 2")
+        await writer.drain()
+
+    async with Server([cut]) as server:
+        pool = make_pool()
+        with pytest.raises(ConnectionLost):
+            await fetch(pool, server)
+        await pool.close()

@@ -189,6 +189,7 @@ class _Connection(asyncio.Protocol):
         """The status line and headers, without the blank line that ends them."""
         buffer = self._buffer
         start = 0
+        status_checked = False
         while True:
             end = buffer.find(b"\r\n\r\n", start)
             if end >= 0:
@@ -197,6 +198,8 @@ class _Connection(asyncio.Protocol):
                 return head
             if len(buffer) > MAX_HEAD_BYTES:
                 raise MalformedAnswer(f"a header section over {MAX_HEAD_BYTES} bytes")
+            if not status_checked:  # a banner that is not HTTP is said at once
+                status_checked = _check_status_line(buffer)
             start = max(0, len(buffer) - 3)
             if not await self._more(read_timeout):
                 raise ConnectionLost(
@@ -531,6 +534,9 @@ class HttpPool:
                 port,
                 ssl=context,
                 server_hostname=host if context is not None else None,
+                # As aiohttp: a name with an unreachable IPv6 address falls back to IPv4
+                # after 0.25 s instead of spending the whole connect timeout on it.
+                happy_eyeballs_delay=0.25,
             )
         except ssl.SSLCertVerificationError as error:
             raise CertificateFailed(
@@ -577,6 +583,20 @@ async def _read_answer_head(
     connection = fields.get("connection", "").lower()
     keep_alive = ("close" not in connection) if version == 1 else ("keep-alive" in connection)
     return status, fields, keep_alive
+
+
+def _check_status_line(buffer: bytearray) -> bool:
+    """``MalformedAnswer`` when the start of an answer cannot be a status line: whatever
+    follows (more text, or the close), the server does not speak HTTP/1.x. True once the
+    whole status line was checked."""
+    end = buffer.find(b"\r\n")
+    if end >= 0:
+        if _STATUS_LINE.fullmatch(buffer, 0, end) is None:
+            raise MalformedAnswer(f"a bad status line {bytes(buffer[: min(end, 40)])!r}")
+        return True
+    if not b"HTTP/1.".startswith(buffer[:7]):
+        raise MalformedAnswer(f"not an HTTP answer: {bytes(buffer[:40])!r}")
+    return False
 
 
 def _parse_head(head: bytes) -> tuple[int, int, dict[str, str]]:

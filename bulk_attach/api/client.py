@@ -1,14 +1,16 @@
-"""The ECS (and VPC) RPC client: one aiohttp session, signed requests, typed answers.
+"""The ECS (and VPC) RPC client: one connection pool, signed requests, typed answers.
 
 Every call is a ``POST /`` with all parameters in the query string and an empty body, as
 the official SDKs send it. The query is encoded once, by ``signing.percent_encode``, and
-sent verbatim (``yarl.URL(..., encoded=True)``), so the bytes on the wire are exactly the
-bytes that were signed. Signature V3 (``ACS3-HMAC-SHA256``) is the default, like the current
-SDK; V1 (HMAC-SHA1) on request.
+sent verbatim, so the bytes on the wire are exactly the bytes that were signed. A direct
+route goes through ``api/transport.py`` (a small keep-alive HTTP/1.1 client, cheaper per
+request than aiohttp); a route through a proxy goes through aiohttp, imported only then
+(``yarl.URL(..., encoded=True)`` keeps the query verbatim there). Signature V3
+(``ACS3-HMAC-SHA256``) is the default, like the current SDK; V1 (HMAC-SHA1) on request.
 
 Every outcome is either a typed success carrying its RequestId or one ``EcsError``:
 ``ApiError`` when the service answered, ``TransportError`` when it did not. The transport's
-exceptions (aiohttp, asyncio timeouts, OS errors) are translated in exactly one place,
+exceptions (its own, aiohttp's, OS errors) are translated in exactly one place,
 ``EcsClient._translate``, and only those: any other exception is a bug of ours and goes up
 untouched, never retried as a lost connection. Answer bodies are decoded without raising.
 The client never retries: deciding whether a lost attach may be sent again is the engine's
@@ -25,6 +27,7 @@ import json
 import logging
 import re
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -32,9 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
-import aiohttp
 from yarl import URL
 
 from bulk_attach import __version__
@@ -53,6 +55,19 @@ from bulk_attach.api.signing import (
     sign_v1,
     v3_authorization_of,
 )
+from bulk_attach.api.transport import (
+    CertificateFailed,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectTimeout,
+    HttpFailure,
+    HttpPool,
+    MalformedAnswer,
+    NotSent,
+    ReadTimeout,
+    Response,
+    origin_of,
+)
 from bulk_attach.core.catalog import LocalCode, classify
 from bulk_attach.errors import ApiError, ConfigError, EcsError, TransportError
 from bulk_attach.settings import (
@@ -61,6 +76,9 @@ from bulk_attach.settings import (
     ClientSettings,
     SignatureVersion,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "MAX_IDS_PER_CALL",
@@ -88,9 +106,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# What the transport raises: aiohttp's own errors, and the OS's (TimeoutError, the asyncio
-# timeouts' class since 3.11, and ssl.SSLError are OSErrors). Nothing else is translated.
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
+# Sent after the signed headers, as aiohttp sent them before: its decoding is kept too.
+_TRAILING_HEADERS = (("Accept-Encoding", "gzip, deflate"), ("Content-Length", "0"))
 
 
 class RequestGate(Protocol):
@@ -298,7 +315,8 @@ def _html_title(body: bytes) -> str:
 
 
 class EcsClient:
-    """Async context manager around one ``aiohttp.ClientSession`` with a bounded connector.
+    """Async context manager around one bounded connection pool (and, for routes through a
+    proxy, one ``aiohttp.ClientSession``, made on first use).
 
     >>> async with EcsClient(ClientSettings(), credentials) as client:  # doctest: +SKIP
     ...     request_id = await client.attach_classic_link_vpc("cn-hangzhou", "i-1", "vpc-1")
@@ -337,11 +355,11 @@ class EcsClient:
         may_use_tls = any(e is None or e.scheme == "https" for e in self._endpoints.values())
         self._tls = tls_context(settings.ca_bundle) if may_use_tls else None
         agent = (
-            f"bulk-attach/{__version__} aiohttp/{aiohttp.__version__} "
-            f"Python/{sys.version_info.major}.{sys.version_info.minor}"
+            f"bulk-attach/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
         )
         self._user_agent = f"{agent} {user_agent}" if user_agent else agent
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
+        self._session: aiohttp.ClientSession | None = None  # for proxied routes only
 
     def _check(self, credentials: Credentials) -> None:
         """Remember the secrets to scrub; refuse control characters, which travel in headers
@@ -376,7 +394,29 @@ class EcsClient:
         )
 
     async def __aenter__(self) -> Self:
+        if self._pool is None:
+            settings = self._settings
+            self._pool = HttpPool(
+                limit=settings.max_connections,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                tls=self._tls_context,
+            )
+        return self
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The context of the first https connection: the CA bundle's, else the system's
+        (which honours ``SSL_CERT_FILE``), offering http/1.1 as aiohttp's did."""
+        context = self._tls if self._tls is not None else ssl.create_default_context()
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    def _proxy_session(self) -> aiohttp.ClientSession:
+        """The aiohttp session for routes through a proxy, made (and aiohttp imported) on
+        the first such request: a direct run never loads aiohttp."""
         if self._session is None:
+            import aiohttp  # noqa: PLC0415 - lazily: it costs ~0.1 s to import
+
             settings = self._settings
             # trust_env=False: the proxies are the CLI's (settings.proxies), never read here.
             self._session = aiohttp.ClientSession(
@@ -392,7 +432,7 @@ class EcsClient:
                     sock_read=settings.read_timeout,
                 ),
             )
-        return self
+        return self._session
 
     async def __aexit__(
         self,
@@ -403,6 +443,9 @@ class EcsClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -539,8 +582,9 @@ class EcsClient:
         action: str,
         params: Mapping[str, str],
         creds: Credentials | None = None,
-    ) -> tuple[URL, dict[str, str]]:
-        """The exact URL and headers for one request; fresh nonce and time every call.
+    ) -> tuple[str, dict[str, str]]:
+        """The request target (``/?query``, exactly as signed) and the headers for one
+        request; fresh nonce and time every call.
 
         Signed with ``creds``: the provider's current credentials when the request leaves.
         """
@@ -598,10 +642,8 @@ class EcsClient:
                 [(name, value.strip()) for name, value in signed],
                 EMPTY_SHA256,
             )
-            url = URL(f"{base.scheme}://{host}/?{query_string}", encoded=True)
-            return url, headers
-        url = URL(f"{base.scheme}://{host}/?{canonical_query(query)}", encoded=True)
-        return url, headers
+            return f"/?{query_string}", headers
+        return f"/?{canonical_query(query)}", headers
 
     async def _call(
         self, product: Product, region: str, action: str, params: Mapping[str, str]
@@ -648,37 +690,35 @@ class EcsClient:
         params: Mapping[str, str],
         creds: Credentials,
     ) -> dict[str, Any]:
-        if self._session is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("EcsClient is used outside `async with`")
         base = self._endpoints[product] or endpoint_for(self._settings, product, region)
         route = self._route(base)
         if self._gate is not None:
             await self._gate(region, action)
-        url, headers = self._prepare(base, product, action, params, creds)
-        try:
-            # No Content-Type, as the SDKs send an empty body (aiohttp would add one). The API
-            # never redirects: a 3xx is some other server's, and following it would send a
-            # signed request (a V1 token in its query) wherever its Location points.
-            async with self._session.post(
-                url,
-                headers=headers,
-                skip_auto_headers=("Content-Type",),
-                allow_redirects=False,
-                proxy=route.proxy,
-                proxy_headers=route.headers or None,
-            ) as response:
-                status = response.status
-                retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
-                content_type = response.headers.get("Content-Type", "")
-                body = await _read_body(response)
-        except aiohttp.InvalidURL:
-            # Only a URL we built can be refused here: a bug, not the network. Its text
-            # holds the URL (and a V1 token), so it is not carried along.
-            raise RuntimeError(f"aiohttp refused the URL built for {action}") from None
-        except _TRANSPORT_ERRORS as exc:
-            lost = self._translate(exc, base)
-            log.debug("%s %s: %s", region, action, lost)
-            raise lost from None
+        target, headers = self._prepare(base, product, action, params, creds)
+        if route.proxy is not None:
+            status, retry_after, content_type, body = await self._send_proxied(
+                base, route, action, target, headers
+            )
+        else:
+            origin = origin_of(base.scheme, base.raw_host or "", base.explicit_port)
+            try:
+                # No Content-Type, as the SDKs send an empty body. The API never redirects:
+                # a 3xx is some other server's, and following it would send a signed
+                # request (a V1 token in its query) wherever its Location points.
+                async with pool.request(
+                    origin, "POST", target, [*headers.items(), *_TRAILING_HEADERS]
+                ) as response:
+                    status = response.status
+                    retry_after = _retry_after(response.headers.get("x-acs-retry-after"))
+                    content_type = response.headers.get("content-type", "")
+                    body = await _read_body(response)
+            except HttpFailure as exc:
+                lost = self._translate(exc, base)
+                log.debug("%s %s: %s", region, action, lost)
+                raise lost from None
         if body is None:
             raise self._not_the_api(
                 base, action, status, f"a body over {MAX_BODY_BYTES} bytes", retry_after
@@ -698,6 +738,41 @@ class EcsClient:
         )
         log.debug("%s %s: %s", region, action, error)
         raise error
+
+    async def _send_proxied(
+        self, base: URL, route: Route, action: str, target: str, headers: dict[str, str]
+    ) -> tuple[int, float | None, str, bytes | None]:
+        """One request through the route's proxy, by aiohttp: status, retry-after, content
+        type and body (None: too big)."""
+        session = self._proxy_session()
+        import aiohttp  # noqa: PLC0415 - loaded by _proxy_session already
+
+        url = URL(f"{base.scheme}://{headers['Host']}{target}", encoded=True)
+        try:
+            async with session.post(
+                url,
+                headers=headers,
+                skip_auto_headers=("Content-Type",),
+                allow_redirects=False,
+                proxy=route.proxy,
+                proxy_headers=route.headers or None,
+            ) as response:
+                return (
+                    response.status,
+                    _retry_after(response.headers.get("x-acs-retry-after")),
+                    response.headers.get("Content-Type", ""),
+                    await _read_proxied_body(response),
+                )
+        except aiohttp.InvalidURL:
+            # Only a URL we built can be refused here: a bug, not the network. Its text
+            # holds the URL (and a V1 token), so it is not carried along.
+            raise RuntimeError(f"aiohttp refused the URL built for {action}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            # aiohttp's own errors, and the OS's (TimeoutError, the asyncio timeouts' class
+            # since 3.11, and ssl.SSLError are OSErrors). Nothing else is translated.
+            lost = self._translate(exc, base)
+            log.debug("%s: %s", action, lost)
+            raise lost from None
 
     def _route(self, base: URL) -> Route:
         """Direct or through which proxy (``api/network.py``), decided once per origin."""
@@ -769,15 +844,22 @@ class EcsClient:
             error_class=classify("", status),
         )
 
-    def _translate(self, exc: aiohttp.ClientError | OSError, base: URL) -> TransportError:
+    def _translate(
+        self, exc: HttpFailure | aiohttp.ClientError | OSError, base: URL
+    ) -> TransportError:
         """The one place transport exceptions become ``TransportError``; its class is what
-        was sent. Only ``_TRANSPORT_ERRORS`` arrive here: anything else is a bug of ours
+        was sent. Only the transport's failures (``HttpFailure``, direct routes) and
+        aiohttp's and the OS's (proxied routes) arrive here: anything else is a bug of ours
         and must reach the CLI's internal-error path, not be retried as a lost connection.
 
         Order matters: aiohttp's connect errors are ``OSError`` subclasses, and its timeouts
         are ``TimeoutError`` (itself an ``OSError``). Messages name the endpoint (an origin
         holds no secret), so a wrong ``--endpoint`` shows in them.
         """
+        if isinstance(exc, HttpFailure):
+            return TransportError(*self._direct_failure(exc, base))
+        import aiohttp  # noqa: PLC0415 - loaded already: only its requests raise these
+
         code: LocalCode
         proxy = self._route_cache[base].proxy if base in self._route_cache else None
         if isinstance(exc, aiohttp.ClientHttpProxyError):
@@ -827,6 +909,37 @@ class EcsClient:
             message = f"request to {base} failed: {type(exc).__name__}"
         return TransportError(code, message)
 
+    def _direct_failure(self, exc: HttpFailure, base: URL) -> tuple[LocalCode, str]:
+        """The code and message of a direct route's failure (``api/transport.py``): its
+        class says whether anything was written, and so whether the request may have run."""
+        settings = self._settings
+        if isinstance(exc, CertificateFailed):
+            code = LocalCode.CONNECT_FAILED
+            message = f"TLS certificate verification failed for {exc.host}: {exc.reason}"
+        elif isinstance(exc, ConnectFailed):
+            code = LocalCode.CONNECT_FAILED
+            message = f"cannot connect to {exc.host}:{exc.port}: {exc.reason}"
+        elif isinstance(exc, ConnectTimeout):
+            # Waiting for a pool slot, or opening the connection: nothing was written.
+            code = LocalCode.CONNECT_FAILED
+            message = f"no connection to {base} within {settings.connect_timeout:g} s"
+        elif isinstance(exc, ReadTimeout):
+            code = LocalCode.TIMEOUT
+            message = f"no answer from {base} within the read timeout ({settings.read_timeout:g} s)"
+        elif isinstance(exc, MalformedAnswer):
+            code = LocalCode.INVALID_RESPONSE
+            message = f"malformed HTTP answer from {base}: {self._scrub(str(exc))}"
+        elif isinstance(exc, ConnectionLost):
+            code = LocalCode.CONNECTION_LOST
+            message = f"connection to {base} lost: {self._scrub(str(exc))}"
+        elif isinstance(exc, NotSent):  # a failure class added later: judged by its kind
+            code = LocalCode.CONNECT_FAILED
+            message = f"request to {base} not sent: {type(exc).__name__}"
+        else:
+            code = LocalCode.CONNECTION_LOST
+            message = f"request to {base} failed: {type(exc).__name__}"
+        return code, message
+
     def _scrub(self, text: str) -> str:
         """Remove every secret and token signed with, raw or (doubly) percent-encoded."""
         for secret in self._hidden:
@@ -836,8 +949,13 @@ class EcsClient:
         return text
 
 
-async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
+async def _read_body(response: Response) -> bytes | None:
     """The whole body, or None when it exceeds ``MAX_BODY_BYTES``."""
+    return await response.read(MAX_BODY_BYTES)
+
+
+async def _read_proxied_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The whole body from aiohttp, or None when it exceeds ``MAX_BODY_BYTES``."""
     length = response.content_length
     if length is not None and length <= MAX_BODY_BYTES:
         # The usual answer: its length is declared (and held to by the parser), read at once.

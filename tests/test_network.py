@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +205,51 @@ def test_only_a_client_that_may_speak_https_reads_the_ca_bundle(tmp_path: Path) 
     ):
         with pytest.raises(ConfigError, match=r"empty\.pem"):
             EcsClient(https, creds)
+
+
+def test_a_plain_http_run_loads_neither_aiohttp_nor_pydantic(tmp_path: Path) -> None:
+    """Start-up is paid by every run (issue 10): a direct plain-http run speaks through
+    our own transport (aiohttp only for proxied routes and the emulator), and the CLI's
+    parameters are parsed without pydantic."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("RegionId,InstanceId,VpcId\ncn-hangzhou,i-imports01,vpc-imports\n")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIimportsimportsimport",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "imports-secret-0123456789abc",
+    }
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "bulk_attach",
+            "run",
+            str(pairs),
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--report",
+            str(tmp_path / "report.csv"),
+            "--max-attempts",
+            "1",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "bulk_attach.job" in imported, done.stderr[-2000:]  # the run really started
+    assert not {m for m in imported if m.split(".")[0] in ("aiohttp", "pydantic")}

@@ -50,14 +50,19 @@ class _Counts:
 class TqdmProgress:
     """A live bar with rate, ETA and counts; for a terminal."""
 
-    _POSTFIX_EVERY = 0.2  # seconds: the bar redraws no more often (its mininterval)
+    _REDRAW_EVERY = 0.2  # seconds: the bar redraws no more often (its mininterval)
 
     def __init__(self, total: int | None, stream: IO[str]) -> None:
         from tqdm import tqdm  # a terminal's only: plain and quiet runs never import it
 
         self._counts = _Counts()
         self._bar: Any = tqdm(
-            total=total, file=stream, unit="row", dynamic_ncols=True, mininterval=0.2, smoothing=0.1
+            total=total,
+            file=stream,
+            unit="row",
+            dynamic_ncols=True,
+            mininterval=self._REDRAW_EVERY,
+            smoothing=0.1,
         )
         self._postfix_at = 0.0
 
@@ -67,7 +72,7 @@ class TqdmProgress:
             # The counts are formatted when the bar can show them, not for every row.
             now = time.monotonic()
             if now >= self._postfix_at:
-                self._postfix_at = now + self._POSTFIX_EVERY
+                self._postfix_at = now + self._REDRAW_EVERY
                 self._bar.set_postfix(self._counts.fields(), refresh=False)
             self._bar.update(1)
         elif isinstance(event, Throttled):

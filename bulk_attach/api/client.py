@@ -56,6 +56,7 @@ from bulk_attach.api.signing import (
     v3_authorization_of,
 )
 from bulk_attach.api.transport import (
+    DEFAULT_PORTS,
     CertificateFailed,
     ConnectFailed,
     ConnectionLost,
@@ -105,7 +106,6 @@ MAX_PAGES = 100
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _VERSIONS: Mapping[Product, str] = {"ecs": ECS_API_VERSION, "vpc": VPC_API_VERSION}
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Sent after the signed headers, as aiohttp sent them before: its decoding is kept too.
 _TRAILING_HEADERS = (("Accept-Encoding", "gzip, deflate"), ("Content-Length", "0"))
 
@@ -179,7 +179,7 @@ def parse_endpoint(
         port = url.explicit_port
     except ValueError:
         raise ConfigError(f"{option} {endpoint!r} is not a valid URL") from None
-    if url.scheme not in _DEFAULT_PORTS or not url.host:
+    if url.scheme not in DEFAULT_PORTS or not url.host:
         raise ConfigError(f"{option} {endpoint!r} must be an http:// or https:// URL with a host")
     if url.user is not None or url.password is not None:
         raise ConfigError(f"{option} must not carry a user name or password")
@@ -229,7 +229,7 @@ def _host_header(base: URL) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = base.explicit_port
-    if port is not None and port != _DEFAULT_PORTS.get(base.scheme or ""):
+    if port is not None and port != DEFAULT_PORTS.get(base.scheme or ""):
         host = f"{host}:{port}"
     return host
 

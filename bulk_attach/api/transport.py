@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Final
 
 __all__ = [
+    "DEFAULT_PORTS",
     "CertificateFailed",
     "ConnectFailed",
     "ConnectTimeout",
@@ -63,7 +64,7 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) (\d{3})(?: [^\r\n]*)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 class HttpFailure(Exception):
@@ -450,26 +451,25 @@ class HttpPool:
     async def _connect_within(
         self, origin: Origin, loop: asyncio.AbstractEventLoop, *, waited: bool
     ) -> _Connection:
-        """A slot (if ``waited``) and a connection, within the connect timeout."""
-        holding = not waited
+        """A slot (if ``waited``: one this call takes, and gives back if it fails) and a
+        connection, within the connect timeout."""
+        took_slot = False
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if waited:
                     await self._wait_for_slot(loop)
-                    holding = True
+                    took_slot = True
                     conn = self._take_idle(origin, loop.time())
                     if conn is not None:
                         return conn
                 return await self._connect(origin, loop)
-        except TimeoutError:
-            if holding and waited:
+        except BaseException as error:
+            if took_slot:
                 self._returned(None)
-            raise ConnectTimeout(
-                f"no connection to {origin[1]}:{origin[2]} within {self.connect_timeout:g} s"
-            ) from None
-        except BaseException:
-            if holding and waited:
-                self._returned(None)
+            if isinstance(error, TimeoutError):
+                raise ConnectTimeout(
+                    f"no connection to {origin[1]}:{origin[2]} within {self.connect_timeout:g} s"
+                ) from None
             raise
 
     async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -553,7 +553,7 @@ class HttpPool:
 
 
 def origin_of(scheme: str, host: str, port: int | None) -> Origin:
-    return (scheme, host, port if port is not None else _DEFAULT_PORTS[scheme])
+    return (scheme, host, port if port is not None else DEFAULT_PORTS[scheme])
 
 
 def _request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:

@@ -12,18 +12,25 @@ all). The controller learns it from what the service accepts, and only from that
   first throttle, as TCP's slow start does, so an unknown limit is found in a second or two
   without a flood of throttled requests.
 * **Estimate on throttle.** A throttle means the service's budget is spent *now*. What it
-  accepted in the last complete clock second and in the current one (``max`` of the two)
-  is what it lets through per second, whatever its shape: a 1-second window admits exactly
-  its limit in each, a token bucket its refill. The limit becomes ``min(pace, that)`` and
-  the pace ``MARGIN`` of the limit. One decrease per stall (the requests already in flight
-  come back throttled together: one wave is one signal, as TCP reacts once per RTT).
+  accepted in the last complete clock second, or in the last second before the throttle
+  whatever its phase (``max`` of the two), is what it lets through per second, whatever
+  its shape: a 1-second window admits exactly its limit in each, a token bucket its refill
+  (and a throttle early in a clock second, when that second's count is a fraction of the
+  rate, is still measured over a whole second). The limit becomes ``min(pace, that)`` and
+  the pace ``MARGIN`` of the limit. One decrease per stall: the requests already in flight
+  come back throttled together, and each answer carries when its request left, so the
+  answers of requests sent before the stall began are one signal (as TCP reacts once per
+  RTT); none of them stretches the probes' pauses or ends the stall.
 * **Stall and probes.** After a throttle nothing is sent but single probes, each after a
   doubling pause (from ``1 / pace``), and never later than just after the next second
-  boundary: a throttled 1-second window opens there. A stall that outlives a second
-  boundary is a long window (ECS: a call throttled in minute T works again from minute
-  T+1): what the service accepted in the current clock minute, divided by 60, is its rate,
-  and the next probe goes just after the next minute boundary, not every few seconds.
-  The first accepted answer ends the stall.
+  boundary: a throttled 1-second window opens there. A probe still unanswered holds the
+  next for ``PROBE_TIMEOUT``. A stall that outlives a second boundary is a long window
+  (ECS: a call throttled in minute T works again from minute T+1): what the service
+  accepted in the current clock minute, divided by 60, is its rate, and the next probe
+  goes just after the next minute boundary, not every few seconds. The first accepted
+  answer to a request sent during the stall ends it. ``refused_for`` says how long the
+  service has accepted nothing (the gate fails waiting requests past the throttle
+  timeout).
 * **Probing up.** While the service accepts everything, the limit grows by ``GROWTH`` per
   accepted request (the limit may have been raised, another tool may have stopped), so
   the pace returns slowly above the old limit and a throttle re-measures it: a sawtooth a

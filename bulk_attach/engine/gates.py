@@ -14,9 +14,10 @@ This module is their async shell: requests of one (region, API) queue in arrival
 and only the head waits for the controller's ``delay``; an answer that ends a stall wakes
 it at once.
 
-A task's answer is fed back to the (region, API) it last passed (a task sends one request
-at a time), so ``ReadOnly``, which does not know which Describe call it is running, needs
-no more than the region.
+A task's answer is fed back to the (region, API) it last passed, with the time its request
+left (a task sends one request at a time; the controller tells a stall's probe from the
+wave that began the stall by that time), so ``ReadOnly``, which does not know which
+Describe call it is running, needs no more than the region.
 
 Stopping: the gate is the last place a request waits before it leaves, so it is where an
 interrupted run (``RunControl.sending_closed``) stops it: a wait at the gate ends at once
@@ -246,8 +247,6 @@ class RateGate:
         """The request this task last sent to ``region`` was answered (not throttled)."""
         gate, sent_at = self._last(region)
         gate.on_answer(sent_at)
-
-    on_success = on_answer
 
     def last_accepted(self, region: str) -> float | None:
         """When the service last accepted a request like this task's last one."""
